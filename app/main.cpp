@@ -1,0 +1,221 @@
+// dptq-studio: GLFW window + OpenGL context + Dear ImGui (docking) + ImPlot around dptq::studio::Studio.
+//
+// Exit codes: 0 normal; 1 bad command line; 2 no display / no OpenGL context / screenshot not written.
+#include <CLI/CLI.hpp>
+#include <imgui.h>
+#include <imgui_impl_glfw.h>
+#include <imgui_impl_opengl3.h>
+#include <implot.h>
+
+#define GLFW_INCLUDE_NONE
+#include <GLFW/glfw3.h>
+#include <GL/gl.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "dptq/error.hpp"
+#include "screenshot.hpp"
+#include "studio.hpp"
+
+#ifndef DPTQ_DEFAULT_MODEL
+#define DPTQ_DEFAULT_MODEL ""
+#endif
+#ifndef DPTQ_SHARED_DIR
+#define DPTQ_SHARED_DIR "../shared"
+#endif
+
+namespace {
+
+constexpr const char* kHeadlessHint =
+    "dptq-studio: no display available (DISPLAY/WAYLAND_DISPLAY unset or unusable); run it under a "
+    "virtual X server, e.g. `xvfb-run -a dptq-studio --frames 5 --screenshot out.png`, or use the "
+    "CLI, e.g. `dptq ppl MODEL --text FILE`";
+
+bool env_set(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v;
+}
+
+void glfw_error(int code, const char* description) {
+  std::fprintf(stderr, "dptq-studio: GLFW error %d: %s\n", code, description);
+}
+
+// Tries OpenGL 3.3 core, then 3.0, then 2.1 (all that Mesa's llvmpipe under Xvfb may offer).
+// Returns the window and sets `glsl` to the matching shader version for the ImGui backend.
+GLFWwindow* create_window(int width, int height, const char*& glsl) {
+  struct Attempt { int major, minor; bool core; const char* glsl; };
+  constexpr Attempt attempts[] = {
+      {3, 3, true, "#version 150"}, {3, 0, false, "#version 130"}, {2, 1, false, "#version 120"}};
+  for (const Attempt& a : attempts) {
+    glfwDefaultWindowHints();
+    glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, a.major);
+    glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, a.minor);
+    if (a.core) {
+      glfwWindowHint(GLFW_OPENGL_PROFILE, GLFW_OPENGL_CORE_PROFILE);
+      glfwWindowHint(GLFW_OPENGL_FORWARD_COMPAT, GLFW_TRUE);
+    }
+    if (GLFWwindow* w = glfwCreateWindow(width, height, "DynamicPTQ Studio", nullptr, nullptr)) {
+      glsl = a.glsl;
+      return w;
+    }
+  }
+  return nullptr;
+}
+
+// DejaVu Sans (Debian fonts-dejavu-core) reads better than ImGui's built-in bitmap font; optional.
+// Sizes are unscaled: style.FontScaleDpi (apply_theme) scales them for high-DPI screens.
+void load_fonts() {
+  ImGuiIO& io = ImGui::GetIO();
+  const char* path = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && io.Fonts->AddFontFromFileTTF(path, 15.0f)) return;
+  io.Fonts->AddFontDefault();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  dptq::studio::Options options;
+  options.model_path = DPTQ_DEFAULT_MODEL;
+  options.text_path = std::string(DPTQ_SHARED_DIR) + "/data/wikitext-2-raw-test.txt";
+  bool no_autoload = false, wait_idle = false;
+  int frames = 0, width = 1280, height = 800;
+  std::string screenshot;
+
+  CLI::App cli{"DynamicPTQ Studio: load a model, evaluate perplexity (more panels to come)."};
+  cli.add_option("--model", options.model_path, "GGUF file or HuggingFace folder to load at start")
+      ->capture_default_str();
+  cli.add_option("--text", options.text_path, "Text file for the Evaluate panel")->capture_default_str();
+  cli.add_flag("--no-autoload", no_autoload, "Do not load the model at start");
+  cli.add_flag("--eval", options.eval_on_load, "Run the evaluation as soon as the model is loaded");
+  cli.add_option("--seqlen", options.seqlen, "Evaluate panel: window length in tokens")
+      ->capture_default_str()->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
+  cli.add_option("--max-windows", options.max_windows, "Evaluate panel: windows to score (-1: all)")
+      ->capture_default_str()->check(CLI::Range(int64_t{-1}, int64_t{1} << 30));
+  cli.add_option("--frames", frames, "Render N frames, then exit (0: run until closed)")
+      ->check(CLI::NonNegativeNumber);
+  cli.add_flag("--wait-idle", wait_idle,
+               "With --frames: count frames only once background work (loading, --eval) has finished");
+  cli.add_option("--screenshot", screenshot, "After the last frame, save the window as this PNG "
+                 "(implies --frames 3 unless given)");
+  cli.add_option("--width", width, "Window width in pixels")->capture_default_str()->check(CLI::Range(320, 16384));
+  cli.add_option("--height", height, "Window height in pixels")->capture_default_str()->check(CLI::Range(240, 16384));
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return cli.exit(e);
+  }
+  options.autoload = !no_autoload;
+  if (!screenshot.empty() && frames == 0) frames = 3;
+  options.persist_layout = frames == 0;  // scripted runs neither read nor write imgui.ini
+
+  if (!env_set("DISPLAY") && !env_set("WAYLAND_DISPLAY")) {
+    std::fprintf(stderr, "%s\n", kHeadlessHint);
+    return 2;
+  }
+  glfwSetErrorCallback(glfw_error);
+  if (!glfwInit()) {
+    std::fprintf(stderr, "%s\n", kHeadlessHint);
+    return 2;
+  }
+  const char* glsl = nullptr;
+  GLFWwindow* window = create_window(width, height, glsl);
+  if (!window) {
+    std::fprintf(stderr, "dptq-studio: could not create an OpenGL 3.3/3.0/2.1 window on this display; "
+                         "try `xvfb-run -a dptq-studio ...` (Mesa software GL) or the CLI `dptq`\n");
+    glfwTerminate();
+    return 2;
+  }
+  glfwMakeContextCurrent(window);
+  glfwSwapInterval(frames > 0 ? 0 : 1);
+  std::fprintf(stderr, "dptq-studio: OpenGL %s (%s)\n", reinterpret_cast<const char*>(glGetString(GL_VERSION)),
+               reinterpret_cast<const char*>(glGetString(GL_RENDERER)));
+
+  IMGUI_CHECKVERSION();
+  ImGui::CreateContext();
+  ImPlot::CreateContext();
+  ImGuiIO& io = ImGui::GetIO();
+  io.ConfigFlags |= ImGuiConfigFlags_DockingEnable | ImGuiConfigFlags_NavEnableKeyboard;
+  std::string ini_path;
+  if (options.persist_layout) {
+    const char* xdg = std::getenv("XDG_CONFIG_HOME");
+    const char* home = std::getenv("HOME");
+    std::filesystem::path dir = xdg && *xdg ? std::filesystem::path(xdg)
+                                : home      ? std::filesystem::path(home) / ".config"
+                                            : std::filesystem::path();
+    std::error_code ec;
+    if (!dir.empty()) {
+      std::filesystem::create_directories(dir / "dptq", ec);
+      if (!ec) ini_path = (dir / "dptq" / "studio-imgui.ini").string();
+    }
+  }
+  io.IniFilename = ini_path.empty() ? nullptr : ini_path.c_str();
+
+  float xscale = 1.0f, yscale = 1.0f;
+  glfwGetWindowContentScale(window, &xscale, &yscale);
+  dptq::studio::apply_theme(xscale);
+  load_fonts();
+  ImGui_ImplGlfw_InitForOpenGL(window, true);
+  ImGui_ImplOpenGL3_Init(glsl);
+
+  int exit_code = 0;
+  {
+    dptq::studio::Studio studio(options);
+    int counted = 0;
+    double last_event = glfwGetTime();
+    while (!glfwWindowShouldClose(window) && !studio.quit_requested()) {
+      if (frames > 0) {
+        glfwPollEvents();
+      } else {
+        // Event driven: redraw at 60 Hz while something moves (input in the last second or a
+        // running task), else wake twice a second. Software GL makes idle redraws costly.
+        const bool lively = studio.busy() || glfwGetTime() - last_event < 1.0;
+        const double timeout = lively ? 1.0 / 60.0 : 0.5;
+        const double t0 = glfwGetTime();
+        glfwWaitEventsTimeout(timeout);
+        if (glfwGetTime() - t0 < timeout * 0.9) last_event = glfwGetTime();
+      }
+      if (glfwGetWindowAttrib(window, GLFW_ICONIFIED)) {
+        ImGui_ImplGlfw_Sleep(10);
+        continue;
+      }
+      ImGui_ImplOpenGL3_NewFrame();
+      ImGui_ImplGlfw_NewFrame();
+      ImGui::NewFrame();
+      studio.frame();
+      ImGui::Render();
+      int fb_w = 0, fb_h = 0;
+      glfwGetFramebufferSize(window, &fb_w, &fb_h);
+      glViewport(0, 0, fb_w, fb_h);
+      glClearColor(0.08f, 0.08f, 0.09f, 1.0f);
+      glClear(GL_COLOR_BUFFER_BIT);
+      ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
+
+      if (frames > 0 && (!wait_idle || !studio.busy())) ++counted;
+      const bool last = frames > 0 && counted >= frames;
+      if (last && !screenshot.empty()) {
+        try {
+          dptq::studio::write_png_rgb(screenshot, fb_w, fb_h,
+                                      dptq::studio::read_framebuffer_rgb(fb_w, fb_h));
+          std::fprintf(stderr, "dptq-studio: wrote %s (%dx%d)\n", screenshot.c_str(), fb_w, fb_h);
+        } catch (const dptq::Error& e) {
+          std::fprintf(stderr, "dptq-studio: %s\n", e.what());
+          exit_code = 2;
+        }
+      }
+      glfwSwapBuffers(window);
+      if (last) break;
+    }
+  }  // Studio joins its worker here, while the GL context still exists
+
+  ImGui_ImplOpenGL3_Shutdown();
+  ImGui_ImplGlfw_Shutdown();
+  ImPlot::DestroyContext();
+  ImGui::DestroyContext();
+  glfwDestroyWindow(window);
+  glfwTerminate();
+  return exit_code;
+}

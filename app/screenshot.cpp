@@ -1,0 +1,70 @@
+#include "screenshot.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#define GLFW_INCLUDE_NONE
+#include <GL/gl.h>
+
+// Debian's libstb-dev; the implementation is compiled here, static, so nothing clashes with libstb.
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_STATIC
+#include <stb/stb_image_write.h>
+
+#include "dptq/error.hpp"
+
+namespace dptq::studio {
+
+std::vector<uint8_t> read_framebuffer_rgb(int width, int height) {
+  std::vector<uint8_t> rgba(static_cast<size_t>(width) * height * 4);
+  glFinish();
+  glPixelStorei(GL_PACK_ALIGNMENT, 1);
+  glReadBuffer(GL_BACK);
+  glReadPixels(0, 0, width, height, GL_RGBA, GL_UNSIGNED_BYTE, rgba.data());
+  // GL rows run bottom-up; PNG rows top-down. Alpha is dropped: the window is opaque.
+  std::vector<uint8_t> rgb(static_cast<size_t>(width) * height * 3);
+  for (int y = 0; y < height; ++y) {
+    const uint8_t* src = rgba.data() + static_cast<size_t>(height - 1 - y) * width * 4;
+    uint8_t* dst = rgb.data() + static_cast<size_t>(y) * width * 3;
+    for (int x = 0; x < width; ++x) std::memcpy(dst + 3 * x, src + 4 * x, 3);
+  }
+  return rgb;
+}
+
+void write_png_rgb(const std::filesystem::path& path, int width, int height,
+                   const std::vector<uint8_t>& rgb) {
+  int len = 0;
+  std::unique_ptr<unsigned char, void (*)(void*)> png(
+      stbi_write_png_to_mem(rgb.data(), width * 3, width, height, 3, &len), std::free);
+  if (!png) throw Error(ErrorKind::Io, path.string(), "PNG encoding failed");
+
+  const std::string tmp = path.string() + ".tmp-" + std::to_string(::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(ErrorKind::Io, path.string(), std::strerror(errno));
+  const unsigned char* p = png.get();
+  ssize_t left = len;
+  bool ok = true;
+  while (left > 0) {
+    const ssize_t n = ::write(fd, p, static_cast<size_t>(left));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) { ok = false; break; }
+    p += n;
+    left -= n;
+  }
+  const int saved_errno = errno;
+  ok = ok && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(ok ? errno : saved_errno);
+    std::remove(tmp.c_str());
+    throw Error(ErrorKind::Io, path.string(), "cannot write: " + why);
+  }
+}
+
+}  // namespace dptq::studio

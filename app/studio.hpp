@@ -1,0 +1,151 @@
+// app/studio.hpp — application state of dptq-studio.
+//
+// Contents
+//   Options      what the command line asked for
+//   Task         one piece of background work: state, dptq::Progress, error text, wall time
+//   TaskRunner   runs one Task at a time on a worker thread; the UI polls Task snapshots
+//   Panel        base of every docked panel (one file per panel under app/panels/)
+//   Studio       owns the loaded model, the runner and the panels; draws one frame
+//
+// Threading rule: core functions run only inside TaskRunner::start's `work`; the UI thread never
+// computes. A worker writes its results into a slot it shares with the panel and then publishes
+// the task's final state (release); the panel reads the slot only after Task::finished() (acquire).
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dptq/model.hpp"
+#include "dptq/task.hpp"
+
+namespace dptq::studio {
+
+struct Options {
+  std::string model_path;     // model to show in the Model panel (DPTQ_DEFAULT_MODEL unless --model)
+  std::string text_path;      // evaluation text (WikiText-2 test unless --text)
+  bool autoload = true;       // load model_path in the background at start
+  bool eval_on_load = false;  // --eval: start an evaluation once the model is loaded
+  int64_t seqlen = 2048;      // Evaluate panel defaults
+  int64_t max_windows = -1;   // -1: all windows
+  bool persist_layout = true; // save/restore the docking layout in imgui.ini (off for --frames)
+};
+
+class Task {
+ public:
+  enum class State { Running, Succeeded, Failed, Cancelled };
+
+  explicit Task(std::string name);
+  const std::string& name() const { return name_; }
+  State state() const { return state_.load(std::memory_order_acquire); }
+  bool finished() const { return state() != State::Running; }
+  dptq::Progress& progress() { return progress_; }
+  const dptq::Progress& progress() const { return progress_; }
+  // One-line message of the exception that ended the task; valid once state() == Failed.
+  const std::string& error() const { return error_; }
+  // Wall time since start, frozen when the task finishes.
+  double seconds() const;
+
+ private:
+  friend class TaskRunner;
+  void finish(State s, std::string error);
+
+  std::string name_;
+  dptq::Progress progress_;
+  std::atomic<State> state_{State::Running};
+  std::string error_;  // written before state_ is published
+  std::chrono::steady_clock::time_point start_;
+  std::atomic<int64_t> elapsed_ns_{-1};
+};
+
+class TaskRunner {
+ public:
+  TaskRunner() = default;
+  ~TaskRunner();  // cancels the running task and waits for it
+  TaskRunner(const TaskRunner&) = delete;
+  TaskRunner& operator=(const TaskRunner&) = delete;
+
+  // Starts `work` on a worker thread. Returns nullptr (and starts nothing) while another task runs:
+  // the core's kernels already use every core, two tasks would only slow each other down.
+  // A dptq::Error of kind Cancelled ends the task as Cancelled, any other exception as Failed.
+  std::shared_ptr<Task> start(std::string name, std::function<void(dptq::Progress&)> work);
+  bool busy() const;
+  std::shared_ptr<Task> current() const;  // the running or most recent task (may be null)
+  void cancel();                          // asks the running task to stop at its next check
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<Task> task_;
+  std::thread worker_;
+};
+
+class Studio;
+
+// A docked panel. Studio owns the ImGui window (Begin/End) and calls draw() for its content.
+class Panel {
+ public:
+  virtual ~Panel() = default;
+  virtual const char* title() const = 0;  // window title; also the docking/ini identity
+  virtual void draw(Studio& studio) = 0;  // content of the window; called only when visible
+  bool open = true;                       // toggled by the View menu and the window's close button
+};
+
+std::unique_ptr<Panel> make_model_panel();
+std::unique_ptr<Panel> make_evaluate_panel(const Options& options);
+
+// The model slot: at most one loaded model plus the state of the latest load request.
+struct ModelSlot {
+  std::shared_ptr<const dptq::Model> model;  // shared with running tasks so a reload cannot free it
+  std::shared_ptr<Task> load_task;           // latest load (running or finished)
+  std::string load_path;                     // what load_task loads
+  std::string load_error;                    // message of the latest failed load ("" if none)
+  double load_seconds = 0;                   // wall time of the latest successful load
+};
+
+class Studio {
+ public:
+  explicit Studio(Options options);
+  ~Studio();
+
+  // One UI frame between ImGui::NewFrame() and ImGui::Render(): menu bar, status bar, dockspace
+  // (default layout on first use), panels.
+  void frame();
+
+  const Options& options() const { return options_; }
+  TaskRunner& tasks() { return tasks_; }
+  const ModelSlot& model_slot() const { return model_; }
+  std::shared_ptr<const dptq::Model> model() const { return model_.model; }
+
+  // Loads a GGUF file or HF folder in the background; the result replaces the current model.
+  // Returns false (and records why in model_slot().load_error) when another task is running.
+  bool load_model(const std::string& path);
+
+  bool busy() const { return tasks_.busy(); }
+  bool quit_requested() const { return quit_requested_; }
+
+ private:
+  void poll_model_load();
+  void draw_menu_bar();
+  void draw_status_bar();
+  void build_default_layout(unsigned int dockspace_id);
+
+  Options options_;
+  TaskRunner tasks_;
+  ModelSlot model_;
+  std::shared_ptr<std::optional<dptq::Model>> pending_model_;  // the load task's result slot
+  std::vector<std::unique_ptr<Panel>> panels_;
+  bool reset_layout_ = false;
+  bool quit_requested_ = false;
+  bool first_frame_ = true;
+};
+
+// Applies the studio's colours (theme.hpp) and spacing to the current ImGui style.
+void apply_theme(float dpi_scale);
+
+}  // namespace dptq::studio

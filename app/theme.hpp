@@ -1,0 +1,22 @@
+// app/theme.hpp — the studio's signature colours, kept free of ImGui so tests/test_studio.cpp can
+// look for them in a screenshot. apply_theme() (studio.cpp) turns them into the ImGui style.
+#pragma once
+#include <cstdint>
+
+namespace dptq::studio::theme {
+
+struct Rgb {
+  uint8_t r, g, b;
+  constexpr float rf() const { return r / 255.0f; }
+  constexpr float gf() const { return g / 255.0f; }
+  constexpr float bf() const { return b / 255.0f; }
+};
+
+inline constexpr Rgb kWindowBg{28, 30, 34};        // panel background
+inline constexpr Rgb kTitleBg{22, 44, 70};         // title / dock tab bar of an unfocused panel
+inline constexpr Rgb kTitleBgActive{34, 76, 124};  // title / dock tab bar of the focused panel
+inline constexpr Rgb kError{235, 87, 75};          // dptq::Error messages
+inline constexpr Rgb kOk{110, 200, 120};           // "loaded", finished results
+inline constexpr Rgb kMuted{150, 150, 160};        // hints, cancelled tasks
+
+}  // namespace dptq::studio::theme

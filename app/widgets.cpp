@@ -1,0 +1,93 @@
+#include "widgets.hpp"
+
+#include <imgui.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include "theme.hpp"
+
+namespace dptq::studio::ui {
+namespace {
+
+void colored_wrapped(theme::Rgb c, std::string_view text) {
+  ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(c.rf(), c.gf(), c.bf(), 1.0f));
+  ImGui::PushTextWrapPos(0.0f);
+  ImGui::TextUnformatted(text.data(), text.data() + text.size());
+  ImGui::PopTextWrapPos();
+  ImGui::PopStyleColor();
+}
+
+int resize_callback(ImGuiInputTextCallbackData* data) {
+  if (data->EventFlag == ImGuiInputTextFlags_CallbackResize) {
+    auto* s = static_cast<std::string*>(data->UserData);
+    s->resize(static_cast<size_t>(data->BufTextLen));
+    data->Buf = s->data();
+  }
+  return 0;
+}
+
+}  // namespace
+
+void error_text(std::string_view text) { colored_wrapped(theme::kError, text); }
+void ok_text(std::string_view text) { colored_wrapped(theme::kOk, text); }
+void muted_text(std::string_view text) { colored_wrapped(theme::kMuted, text); }
+
+void tooltip(const char* text) {
+  if (ImGui::BeginItemTooltip()) {
+    ImGui::PushTextWrapPos(ImGui::GetFontSize() * 28.0f);
+    ImGui::TextUnformatted(text);
+    ImGui::PopTextWrapPos();
+    ImGui::EndTooltip();
+  }
+}
+
+bool input_text(const char* label, std::string& value, int flags) {
+  flags |= ImGuiInputTextFlags_CallbackResize;
+  // ImGui writes into the buffer up to capacity; c_str() keeps the terminator in place.
+  return ImGui::InputText(label, value.data(), value.capacity() + 1, flags, resize_callback, &value);
+}
+
+void field_row(const char* label, const char* help, const std::string& value,
+               const char* value_tooltip) {
+  ImGui::TableNextRow();
+  ImGui::TableSetColumnIndex(0);
+  ImGui::TextUnformatted(label);
+  tooltip(help);
+  ImGui::TableSetColumnIndex(1);
+  ImGui::PushID(label);
+  ImGui::Selectable(value.c_str(), false, ImGuiSelectableFlags_AllowOverlap);
+  if (ImGui::IsItemFocused() && ImGui::Shortcut(ImGuiMod_Ctrl | ImGuiKey_C, ImGuiInputFlags_None))
+    ImGui::SetClipboardText(value.c_str());
+  tooltip(value_tooltip ? value_tooltip : help);
+  ImGui::PopID();
+}
+
+std::string human_count(int64_t n) {
+  char buf[32];
+  const double v = static_cast<double>(n);
+  if (std::llabs(n) >= 1'000'000'000) std::snprintf(buf, sizeof buf, "%.2f B", v / 1e9);
+  else if (std::llabs(n) >= 1'000'000) std::snprintf(buf, sizeof buf, "%.2f M", v / 1e6);
+  else if (std::llabs(n) >= 10'000) std::snprintf(buf, sizeof buf, "%.1f k", v / 1e3);
+  else std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(n));
+  return buf;
+}
+
+std::string grouped(int64_t n) {
+  std::string digits = std::to_string(n < 0 ? -n : n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return n < 0 ? "-" + out : out;
+}
+
+std::string human_seconds(double s) {
+  char buf[48];
+  if (s < 60) std::snprintf(buf, sizeof buf, "%.2f s", s);
+  else std::snprintf(buf, sizeof buf, "%d min %02d s", static_cast<int>(s / 60),
+                     static_cast<int>(std::fmod(s, 60.0)));
+  return buf;
+}
+
+}  // namespace dptq::studio::ui

@@ -1,0 +1,32 @@
+// app/widgets.hpp — small ImGui helpers shared by the panels (text styles, tooltips, tables).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace dptq::studio::ui {
+
+// Wrapped text in the theme's colours: errors (red), success (green), hints (grey).
+void error_text(std::string_view text);
+void ok_text(std::string_view text);
+void muted_text(std::string_view text);
+
+// One-sentence tooltip for the previous item, shown on hover (wrapped at ~40 characters' width).
+void tooltip(const char* text);
+
+// InputText bound to a std::string (grows as the user types). Returns true when edited.
+bool input_text(const char* label, std::string& value, int flags = 0);
+
+// Row of a two-column key/value table: `label` carries `help` as its tooltip; the value is
+// selectable text (Ctrl+C copies it). Call between BeginTable and EndTable.
+void field_row(const char* label, const char* help, const std::string& value,
+               const char* value_tooltip = nullptr);
+
+// "134.52 M", "1.20 B", "950" — for parameter and token counts.
+std::string human_count(int64_t n);
+// "12,345" — thousands separated.
+std::string grouped(int64_t n);
+// "1.23 s", "2 min 05 s".
+std::string human_seconds(double s);
+
+}  // namespace dptq::studio::ui

@@ -1,0 +1,153 @@
+// dptq — the DynamicPTQ Studio command line (DESIGN §7).
+// Every user error is one line "dptq: error: <file>: <problem>" on stderr and exit code 2.
+// --json prints one machine-readable object on stdout; progress always goes to stderr.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "dptq/error.hpp"
+#include "dptq/model.hpp"
+#include "dptq/perplexity.hpp"
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kUserError = 2;
+
+json config_to_json(const dptq::ModelConfig& c) {
+  json j = {{"arch", c.arch},         {"n_layers", c.n_layers},     {"d_model", c.d_model},
+            {"d_ff", c.d_ff},         {"n_heads", c.n_heads},       {"n_kv_heads", c.n_kv_heads},
+            {"head_dim", c.head_dim}, {"vocab_size", c.vocab_size}, {"max_context", c.max_context},
+            {"rope_theta", c.rope_theta}, {"rms_eps", c.rms_eps},   {"tied_embeddings", c.tied_embeddings},
+            {"qkv_bias", c.qkv_bias}, {"sliding_window", c.sliding_window}};
+  if (c.rope_scaling)
+    j["rope_scaling"] = {{"type", c.rope_scaling->type}, {"factor", c.rope_scaling->factor},
+                         {"low_freq_factor", c.rope_scaling->low_freq_factor},
+                         {"high_freq_factor", c.rope_scaling->high_freq_factor},
+                         {"original_max_position", c.rope_scaling->original_max_position}};
+  return j;
+}
+
+// Prints progress to stderr: rewrites one line on a terminal, one line per step otherwise.
+struct StderrProgress {
+  std::string label;
+  bool tty = isatty(2);
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  void operator()(const dptq::Progress& p) const {
+    const auto s = p.snapshot();
+    if (s.total <= 0) return;
+    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::fprintf(stderr, "%s[%s] %lld/%lld %s  %.0fs%s", tty ? "\r" : "", label.c_str(), (long long)s.done,
+                 (long long)s.total, s.stage.c_str(), el, tty ? "  " : "\n");
+    if (tty && s.done == s.total) std::fputc('\n', stderr);
+    std::fflush(stderr);
+  }
+};
+
+int cmd_info(const std::string& model_path, bool as_json) {
+  const dptq::ModelInfo info = dptq::inspect_model(model_path);
+  const auto& c = info.config;
+  if (as_json) {
+    json types = json::object();
+    for (auto& [k, v] : info.stored_types) types[k] = v;
+    std::cout << json{{"path", info.path.string()}, {"format", info.format}, {"name", info.name},
+                      {"config", config_to_json(c)}, {"n_params", info.n_params}, {"stored_types", types},
+                      {"fingerprint", info.fingerprint}, {"tokenizer", info.tokenizer_kind}}.dump(2)
+              << "\n";
+    return 0;
+  }
+  std::printf("model        %s\nformat       %s\nname         %s\n", info.path.c_str(), info.format.c_str(), info.name.c_str());
+  std::printf("arch         %s\nlayers       %lld\nd_model      %lld\nd_ff         %lld\n", c.arch.c_str(),
+              (long long)c.n_layers, (long long)c.d_model, (long long)c.d_ff);
+  std::printf("heads        %lld query / %lld key-value, head_dim %lld\n", (long long)c.n_heads, (long long)c.n_kv_heads,
+              (long long)c.head_dim);
+  std::printf("vocab        %lld\ncontext      %lld\nrope theta   %g%s\nrms eps      %g\n", (long long)c.vocab_size,
+              (long long)c.max_context, c.rope_theta, c.rope_scaling ? (" (" + c.rope_scaling->type + " scaling)").c_str() : "",
+              c.rms_eps);
+  std::printf("tied head    %s\nqkv bias     %s\nparameters   %lld (%.1fM)\n", c.tied_embeddings ? "yes" : "no",
+              c.qkv_bias ? "yes" : "no", (long long)info.n_params, info.n_params / 1e6);
+  std::string types;
+  for (auto& [k, v] : info.stored_types) types += (types.empty() ? "" : ", ") + k + " x" + std::to_string(v);
+  std::printf("stored       %s\ntokenizer    %s\nfingerprint  %s\n", types.c_str(), info.tokenizer_kind.c_str(),
+              info.fingerprint.c_str());
+  return 0;
+}
+
+int cmd_ppl(const std::string& model_path, const std::string& text_path, const dptq::PerplexityOptions& opts,
+            const std::string& device, bool as_json) {
+  // Check the cheap inputs before the expensive load.
+  const std::string text = dptq::read_text_file(text_path);
+  if (text.empty()) throw dptq::Error(dptq::ErrorKind::InvalidArgument, text_path, "text file is empty");
+  std::fprintf(stderr, "[ppl] loading %s\n", model_path.c_str());
+  dptq::Model model = dptq::load_model(model_path, {dptq::parse_device(device)});
+  std::fprintf(stderr, "[ppl] tokenizing %s (%zu bytes)\n", text_path.c_str(), text.size());
+  const std::vector<int32_t> ids = model.tokenizer().encode(text, /*with_bos=*/true);
+  dptq::Progress progress;
+  progress.on_update = StderrProgress{"ppl"};
+  if (opts.seqlen > 1 && int64_t(ids.size()) < opts.seqlen)
+    throw dptq::Error(dptq::ErrorKind::InvalidArgument, text_path,
+                      "has " + std::to_string(ids.size()) + " tokens, fewer than one window of --seqlen " +
+                          std::to_string(opts.seqlen));
+  const dptq::PerplexityResult r = dptq::perplexity(model, ids, opts, &progress);
+  if (as_json) {
+    std::cout << json{{"model", model_path}, {"text", text_path}, {"ppl", r.ppl}, {"nll_mean", r.nll_mean},
+                      {"tokens", r.tokens}, {"text_tokens", ids.size()}, {"predicted", r.predicted},
+                      {"windows", r.windows}, {"seqlen", opts.seqlen}, {"seconds", r.seconds},
+                      {"tokens_per_s", r.tokens_per_s}}.dump(2)
+              << "\n";
+  } else {
+    std::printf("perplexity %.4f  (%lld windows x %lld tokens, %zu text tokens, %.1f tokens/s)\n", r.ppl,
+                (long long)r.windows, (long long)opts.seqlen, ids.size(), r.tokens_per_s);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dptq — DynamicPTQ Studio command line: inspect models, measure perplexity"};
+  app.require_subcommand(1);
+  bool as_json = false;
+  app.add_flag("--json", as_json, "Print one JSON object on stdout");
+
+  std::string model_path, text_path, device = "cpu";
+  auto* info = app.add_subcommand("info", "Show a model's architecture, storage types and fingerprint");
+  info->add_option("MODEL", model_path, "GGUF file or HF folder")->required();
+  info->add_flag("--json", as_json, "Print one JSON object on stdout");
+
+  dptq::PerplexityOptions popts;
+  auto* ppl = app.add_subcommand("ppl", "Perplexity on a text file (GPTQ/QuaRot protocol: whole text tokenized once, "
+                                         "non-overlapping windows, tail dropped)");
+  ppl->add_option("MODEL", model_path, "GGUF file or HF folder")->required();
+  ppl->add_option("--text", text_path, "UTF-8 text file (e.g. ../shared/data/wikitext-2-raw-test.txt)")->required();
+  ppl->add_option("--seqlen", popts.seqlen, "Window length in tokens")->capture_default_str();
+  ppl->add_option("--max-windows", popts.max_windows, "Evaluate only the first N windows (default: all)");
+  ppl->add_option("--device", device, "cpu | cuda | auto")->capture_default_str();
+  ppl->add_flag("--json", as_json, "Print one JSON object on stdout");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "dptq: error: %s\n", e.what());
+    return kUserError;
+  }
+
+  try {
+    if (*info) return cmd_info(model_path, as_json);
+    if (*ppl) return cmd_ppl(model_path, text_path, popts, device, as_json);
+  } catch (const dptq::Error& e) {
+    std::fprintf(stderr, "dptq: error: %s\n", e.what());
+    return kUserError;
+  } catch (const std::exception& e) {
+    // Anything else is a bug in dptq, not in the input: still one line, but a different code.
+    std::fprintf(stderr, "dptq: internal error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

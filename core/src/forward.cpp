@@ -1,0 +1,144 @@
+// LLaMA-family decoder forward in LibTorch (fp32 on CPU): RMSNorm, rotate-half RoPE (with llama3
+// frequency scaling or GGUF frequency factors), grouped-query attention, SwiGLU MLP.
+#include <ATen/ATen.h>
+
+#include <c10/core/InferenceMode.h>
+
+#include <cmath>
+
+#include "dptq/error.hpp"
+#include "dptq/model_torch.hpp"
+
+namespace dptq {
+
+at::Tensor rms_norm(const at::Tensor& h, const at::Tensor& gamma, double eps) {
+  const at::Tensor x = h.to(at::kFloat);
+  const at::Tensor inv = at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return (x * inv).to(h.scalar_type()) * gamma;
+}
+
+namespace {
+
+// Inverse RoPE frequencies in double, with the model's scaling applied.
+std::vector<double> inv_frequencies(const Model& model) {
+  const ModelConfig& c = model.config();
+  const int64_t half = c.head_dim / 2;
+  std::vector<double> inv(half);
+  for (int64_t i = 0; i < half; ++i) inv[i] = 1.0 / std::pow(c.rope_theta, double(2 * i) / double(c.head_dim));
+  if (c.rope_scaling && c.rope_scaling->type == "llama3") {
+    // Same piecewise rule as HF `_compute_llama3_parameters` (LLaMA-3.1): long wavelengths are
+    // divided by `factor`, short ones kept, the band in between interpolated smoothly.
+    const RopeScaling& s = *c.rope_scaling;
+    const double old_ctx = double(s.original_max_position);
+    const double low_wavelen = old_ctx / s.low_freq_factor;
+    const double high_wavelen = old_ctx / s.high_freq_factor;
+    for (double& f : inv) {
+      const double wavelen = 2.0 * M_PI / f;
+      if (wavelen > low_wavelen) {
+        f = f / s.factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        f = (1.0 - smooth) * f / s.factor + smooth * f;
+      }
+    }
+  }
+  const at::Tensor& ff = model.impl().w.rope_freq_factors;
+  if (ff.defined()) {
+    const at::Tensor f32 = ff.to(at::kFloat).contiguous();
+    for (int64_t i = 0; i < half; ++i) inv[i] /= double(f32.data_ptr<float>()[i]);
+  }
+  return inv;
+}
+
+at::Tensor rotate_half(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
+}
+
+}  // namespace
+
+RopeTables rope_tables(const Model& model, int64_t n_positions) {
+  // HF computes the angles in fp32 (inv_freq fp32 times positions fp32); doing the same keeps
+  // logits bit-close to the reference at long positions.
+  const std::vector<double> inv = inv_frequencies(model);
+  std::vector<float> invf(inv.begin(), inv.end());
+  const at::Tensor inv_t = at::from_blob(invf.data(), {int64_t(invf.size())}, at::kFloat).clone();
+  const at::Tensor pos = at::arange(n_positions, at::kFloat);
+  const at::Tensor freqs = at::outer(pos, inv_t);
+  const at::Tensor emb = at::cat({freqs, freqs}, -1);
+  const auto& impl = model.impl();
+  return {emb.cos().to(impl.device, impl.dtype), emb.sin().to(impl.device, impl.dtype)};
+}
+
+at::Tensor embed_tokens(const Model& model, const at::Tensor& ids) {
+  const auto& impl = model.impl();
+  return at::embedding(impl.w.embed, ids.to(impl.device, at::kLong));
+}
+
+at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h, const RopeTables& rope) {
+  const ModelConfig& c = model.config();
+  const LayerWeights& L = model.impl().w.layers.at(size_t(layer));
+  const int64_t T = h.size(0), hd = c.head_dim;
+
+  const at::Tensor x = rms_norm(h, L.attn_norm, c.rms_eps);
+  at::Tensor q = linear(x, L.wq, L.bq).view({T, c.n_heads, hd}).transpose(0, 1);
+  at::Tensor k = linear(x, L.wk, L.bk).view({T, c.n_kv_heads, hd}).transpose(0, 1);
+  at::Tensor v = linear(x, L.wv, L.bv).view({T, c.n_kv_heads, hd}).transpose(0, 1);
+  const at::Tensor cos = rope.cos.narrow(0, 0, T), sin = rope.sin.narrow(0, 0, T);
+  q = q * cos + rotate_half(q) * sin;
+  k = k * cos + rotate_half(k) * sin;
+  const at::Tensor attn = at::scaled_dot_product_attention(
+      q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), /*attn_mask=*/{}, /*dropout_p=*/0.0,
+      /*is_causal=*/true, /*scale=*/1.0 / std::sqrt(double(hd)), /*enable_gqa=*/true);
+  const at::Tensor o = attn.squeeze(0).transpose(0, 1).reshape({T, c.n_heads * hd});
+  const at::Tensor a = h + at::linear(o, L.wo);
+
+  const at::Tensor y = rms_norm(a, L.mlp_norm, c.rms_eps);
+  const at::Tensor g = at::silu(at::linear(y, L.w_gate)) * at::linear(y, L.w_up);
+  return a + at::linear(g, L.w_down);
+}
+
+at::Tensor final_norm(const Model& model, const at::Tensor& h) {
+  return rms_norm(h, model.impl().w.final_norm, model.config().rms_eps);
+}
+
+namespace {
+at::Tensor last_hidden(const Model& model, const at::Tensor& ids) {
+  const int64_t T = ids.size(0);
+  if (T > model.config().max_context && model.config().max_context > 0)
+    throw Error(ErrorKind::InvalidArgument, "", "sequence of " + std::to_string(T) +
+                " tokens exceeds the model context " + std::to_string(model.config().max_context));
+  const RopeTables rope = rope_tables(model, T);
+  at::Tensor h = embed_tokens(model, ids);
+  for (int64_t l = 0; l < model.config().n_layers; ++l) h = decoder_block(model, l, h, rope);
+  return final_norm(model, h);
+}
+}  // namespace
+
+at::Tensor forward_logits(const Model& model, const at::Tensor& ids) {
+  c10::InferenceMode inference_mode;
+  return at::linear(last_hidden(model, ids), model.impl().w.lm_head).to(at::kFloat);
+}
+
+double window_nll_sum(const Model& model, const at::Tensor& ids) {
+  c10::InferenceMode inference_mode;
+  const at::Tensor hidden = last_hidden(model, ids);
+  const at::Tensor targets = ids.to(hidden.device(), at::kLong);
+  const int64_t T = ids.size(0);
+  constexpr int64_t kChunk = 512;  // [512, V] logits at a time
+  double total = 0;
+  for (int64_t s = 0; s < T - 1; s += kChunk) {
+    const int64_t n = std::min(kChunk, T - 1 - s);
+    const at::Tensor logits = at::linear(hidden.narrow(0, s, n), model.impl().w.lm_head).to(at::kFloat);
+    const at::Tensor logp = at::log_softmax(logits, -1);
+    const at::Tensor tgt = targets.narrow(0, s + 1, n).unsqueeze(1);
+    total -= logp.gather(1, tgt).sum().to(at::kDouble).item<double>();
+  }
+  return total;
+}
+
+}  // namespace dptq

@@ -1,0 +1,64 @@
+// Perplexity by the GPTQ / QuaRot protocol (see perplexity.hpp): windows streamed one at a time.
+#include "dptq/perplexity.hpp"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "dptq/error.hpp"
+#include "dptq/model_torch.hpp"
+
+namespace dptq {
+
+std::string read_text_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error(ErrorKind::Io, path.string(), "is a directory, expected a text file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(ErrorKind::Io, path.string(), "cannot open text file");
+  std::ostringstream s;
+  s << in.rdbuf();
+  if (in.bad()) throw Error(ErrorKind::Io, path.string(), "read failed");
+  return s.str();
+}
+
+PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& ids, const PerplexityOptions& opts,
+                            Progress* progress) {
+  const int64_t ctx = model.config().max_context;
+  if (opts.seqlen <= 1) throw Error(ErrorKind::InvalidArgument, "", "--seqlen must be at least 2 (got " + std::to_string(opts.seqlen) + ")");
+  if (ctx > 0 && opts.seqlen > ctx)
+    throw Error(ErrorKind::InvalidArgument, "", "--seqlen " + std::to_string(opts.seqlen) + " exceeds the model context " + std::to_string(ctx));
+  int64_t windows = int64_t(ids.size()) / opts.seqlen;
+  if (windows == 0)
+    throw Error(ErrorKind::InvalidArgument, "", "text has " + std::to_string(ids.size()) + " tokens, fewer than one window of " +
+                std::to_string(opts.seqlen));
+  if (opts.max_windows >= 0) windows = std::min(windows, opts.max_windows);
+  if (windows == 0) throw Error(ErrorKind::InvalidArgument, "", "--max-windows must be positive");
+
+  PerplexityResult r;
+  r.windows = windows;
+  if (progress) { progress->set_total(windows); progress->set_done(0); }
+  const auto t0 = std::chrono::steady_clock::now();
+  double nll = 0;
+  for (int64_t w = 0; w < windows; ++w) {
+    if (progress) {
+      progress->throw_if_cancelled();
+      progress->set_stage("window " + std::to_string(w + 1) + "/" + std::to_string(windows));
+    }
+    const at::Tensor win = at::from_blob(const_cast<int32_t*>(ids.data() + w * opts.seqlen), {opts.seqlen}, at::kInt).to(at::kLong);
+    nll += window_nll_sum(model, win);
+    if (progress) progress->set_done(w + 1);
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.tokens = windows * opts.seqlen;
+  r.predicted = windows * (opts.seqlen - 1);
+  r.nll_mean = nll / double(r.predicted);
+  r.ppl = std::exp(r.nll_mean);
+  r.tokens_per_s = r.seconds > 0 ? double(r.tokens) / r.seconds : 0;
+  if (!std::isfinite(r.ppl)) throw Error(ErrorKind::Format, "", "perplexity is not finite (NaN or Inf in the model output)");
+  return r;
+}
+
+}  // namespace dptq

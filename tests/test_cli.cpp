@@ -1,0 +1,178 @@
+// The `dptq` binary end to end: bad inputs give exactly one line naming the file and exit code 2;
+// good inputs give parseable --json.
+#include <sys/wait.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "dptq/model.hpp"
+#include "gguf_builder.hpp"
+#include "test_util.hpp"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+struct Run {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+Run dptq_cli(const std::string& args) {
+  const fs::path dir = fs::path(DPTQ_BINARY_DIR) / "test-scratch";
+  fs::create_directories(dir);
+  const fs::path out = dir / "cli.out", err = dir / "cli.err";
+  const std::string cmd = std::string(DPTQ_CLI) + " " + args + " >" + out.string() + " 2>" + err.string();
+  const int status = std::system(cmd.c_str());
+  Run r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+// The contract for user errors: exit 2, one line on stderr, naming `what`.
+void check_user_error(const Run& r, const std::string& what) {
+  CHECK(r.code == 2);
+  const auto lines = std::count(r.err.begin(), r.err.end(), '\n');
+  CHECK_MESSAGE(lines == 1, "stderr was: " << r.err);
+  CHECK_MESSAGE(r.err.rfind("dptq: error: ", 0) == 0, "stderr was: " << r.err);
+  CHECK_MESSAGE(r.err.find(what) != std::string::npos, "expected '" << what << "' in: " << r.err);
+}
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+// A valid tiny GGUF and its HF-folder twin, made once per test run.
+struct Fixtures {
+  fs::path dir, gguf, hf, text;
+  Fixtures() {
+    dir = dptq::test::scratch_dir("cli");
+    gguf = dir / "tiny.gguf";
+    dptq::test::tiny_llama_gguf().write(gguf);
+    hf = dir / "tiny-hf";
+    dptq::save_hf_folder(dptq::load_model(gguf), hf);
+    text = dir / "text.txt";
+    std::ofstream(text) << std::string(2000, 'a') << " the quick brown fox jumps over the lazy dog\n";
+  }
+  fs::path copy_hf(const std::string& name) const {
+    const fs::path p = dir / name;
+    fs::remove_all(p);
+    fs::copy(hf, p, fs::copy_options::recursive);
+    return p;
+  }
+};
+const Fixtures& fx() {
+  static Fixtures f;
+  return f;
+}
+
+void truncate_file(const fs::path& p, uintmax_t size) { fs::resize_file(p, size); }
+
+void patch_safetensors_header(const fs::path& p, const std::string& from, const std::string& to) {
+  std::string bytes = slurp(p);
+  const size_t at = bytes.find(from);
+  REQUIRE(at != std::string::npos);
+  REQUIRE(from.size() == to.size());  // keep the header length valid
+  bytes.replace(at, from.size(), to);
+  std::ofstream(p, std::ios::binary) << bytes;
+}
+
+}  // namespace
+
+TEST_CASE("info and ppl succeed on a valid tiny model, with parseable --json") {
+  Run r = dptq_cli("info " + q(fx().gguf) + " --json");
+  REQUIRE(r.code == 0);
+  const json info = json::parse(r.out);
+  CHECK(info["config"]["n_layers"] == 2);
+  CHECK(info["format"] == "gguf");
+  r = dptq_cli("ppl " + q(fx().hf) + " --text " + q(fx().text) + " --seqlen 64 --json");
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  const json ppl = json::parse(r.out);
+  CHECK(ppl["windows"].get<int>() >= 1);
+  CHECK(ppl["tokens"] == ppl["windows"].get<int>() * 64);
+  CHECK(ppl["ppl"].get<double>() > 1.0);
+  // Random weights over a 256-token vocabulary: perplexity must be in the right ballpark.
+  CHECK(ppl["ppl"].get<double>() < 5000.0);
+  // Same model as GGUF and as HF folder: same perplexity.
+  r = dptq_cli("ppl " + q(fx().gguf) + " --text " + q(fx().text) + " --seqlen 64 --json");
+  REQUIRE(r.code == 0);
+  CHECK(json::parse(r.out)["ppl"].get<double>() == doctest::Approx(ppl["ppl"].get<double>()).epsilon(1e-6));
+}
+
+TEST_CASE("bad inputs: one line naming the file, exit code 2") {
+  const auto& f = fx();
+  SUBCASE("missing model") { check_user_error(dptq_cli("info " + q(f.dir / "absent.gguf")), "absent.gguf: no such file"); }
+  SUBCASE("missing text") {
+    check_user_error(dptq_cli("ppl " + q(f.gguf) + " --text " + q(f.dir / "absent.txt")), "absent.txt: cannot open");
+  }
+  SUBCASE("empty text") {
+    std::ofstream(f.dir / "empty.txt").close();
+    check_user_error(dptq_cli("ppl " + q(f.gguf) + " --text " + q(f.dir / "empty.txt")), "empty.txt: text file is empty");
+  }
+  SUBCASE("seqlen out of range") {
+    check_user_error(dptq_cli("ppl " + q(f.gguf) + " --text " + q(f.text) + " --seqlen 1"), "--seqlen must be at least 2");
+    check_user_error(dptq_cli("ppl " + q(f.gguf) + " --text " + q(f.text) + " --seqlen 4096"), "exceeds the model context 128");
+  }
+  SUBCASE("unknown option") { check_user_error(dptq_cli("ppl " + q(f.gguf) + " --txt x"), "--txt"); }
+  SUBCASE("truncated GGUF") {
+    const fs::path p = f.dir / "trunc.gguf";
+    fs::copy_file(f.gguf, p, fs::copy_options::overwrite_existing);
+    truncate_file(p, fs::file_size(p) - 64);
+    check_user_error(dptq_cli("info " + q(p)), "trunc.gguf: truncated GGUF");
+  }
+  SUBCASE("unknown GGUF tensor type") {
+    auto g = dptq::test::tiny_llama_gguf();
+    g.tensors[2].type = 77;
+    g.write(f.dir / "type77.gguf");
+    check_user_error(dptq_cli("info " + q(f.dir / "type77.gguf")), "unknown GGUF tensor type 77");
+  }
+  SUBCASE("unknown architecture (GGUF and HF)") {
+    auto g = dptq::test::tiny_llama_gguf();
+    for (auto& kv : g.kvs)
+      if (kv.key == "general.architecture") kv.value = std::string("rwkv6");
+    g.write(f.dir / "rwkv.gguf");
+    check_user_error(dptq_cli("info " + q(f.dir / "rwkv.gguf")), "unsupported architecture 'rwkv6'");
+    const fs::path hf = f.copy_hf("hf-arch");
+    std::string cfg = slurp(hf / "config.json");
+    cfg.replace(cfg.find("\"model_type\": \"llama\""), 21, "\"model_type\": \"gpt2\" ");
+    std::ofstream(hf / "config.json") << cfg;
+    check_user_error(dptq_cli("info " + q(hf)), "config.json: unsupported architecture 'gpt2'");
+  }
+  SUBCASE("truncated safetensors") {
+    const fs::path hf = f.copy_hf("hf-trunc");
+    truncate_file(hf / "model.safetensors", fs::file_size(hf / "model.safetensors") - 100);
+    check_user_error(dptq_cli("ppl " + q(hf) + " --text " + q(f.text)), "model.safetensors");
+  }
+  SUBCASE("safetensors header offsets out of range") {
+    const fs::path hf = f.copy_hf("hf-offsets");
+    // The norm is the last, smallest tensor; push its end offset far beyond the file.
+    std::string bytes = slurp(hf / "model.safetensors");
+    const size_t key = bytes.find("\"model.norm.weight\"");
+    REQUIRE(key != std::string::npos);
+    const size_t lb = bytes.find("data_offsets\":[", key) + 15;
+    const size_t comma = bytes.find(',', lb), rb = bytes.find(']', comma);
+    std::string end = bytes.substr(comma + 1, rb - comma - 1);
+    std::string huge = "9" + std::string(end.size() - 1, '9');
+    patch_safetensors_header(hf / "model.safetensors", "," + end + "]", "," + huge + "]");
+    check_user_error(dptq_cli("ppl " + q(hf) + " --text " + q(f.text)), "model.safetensors");
+  }
+  SUBCASE("shape mismatch with config") {
+    const fs::path hf = f.copy_hf("hf-shape");
+    std::string cfg = slurp(hf / "config.json");
+    cfg.replace(cfg.find("\"intermediate_size\": 64"), 23, "\"intermediate_size\": 96");
+    std::ofstream(hf / "config.json") << cfg;
+    check_user_error(dptq_cli("ppl " + q(hf) + " --text " + q(f.text)), "but the config implies");
+  }
+  SUBCASE("bad device") {
+    check_user_error(dptq_cli("ppl " + q(f.gguf) + " --text " + q(f.text) + " --device tpu"), "unknown device 'tpu'");
+  }
+}
