@@ -1,6 +1,6 @@
 // dptq-studio: GLFW window + OpenGL context + Dear ImGui (docking) + ImPlot around dptq::studio::Studio.
 //
-// Exit codes: 0 normal; 1 bad command line; 2 no display / no OpenGL context / screenshot not written.
+// Exit codes: 0 normal; 2 bad command line, no display / OpenGL context, or screenshot not written.
 #include <CLI/CLI.hpp>
 #include <imgui.h>
 #include <imgui_impl_glfw.h>
@@ -29,18 +29,26 @@
 
 namespace {
 
-constexpr const char* kHeadlessHint =
-    "dptq-studio: no display available (DISPLAY/WAYLAND_DISPLAY unset or unusable); run it under a "
-    "virtual X server, e.g. `xvfb-run -a dptq-studio --frames 5 --screenshot out.png`, or use the "
-    "CLI, e.g. `dptq ppl MODEL --text FILE`";
+// Printed as one line when there is no usable display; `why` says what was missing.
+void print_headless_hint(const std::string& why) {
+  std::fprintf(stderr,
+               "dptq-studio: no display (%s); run it under a virtual X server, e.g. `xvfb-run -a "
+               "dptq-studio --frames 5 --screenshot out.png`, or use the CLI, e.g. `dptq ppl MODEL "
+               "--text FILE`\n",
+               why.c_str());
+}
 
 bool env_set(const char* name) {
   const char* v = std::getenv(name);
   return v && *v;
 }
 
+// GLFW errors before the window exists are collected for the one-line hint; later ones are printed.
+std::string g_glfw_last_error;
+bool g_glfw_quiet = true;
 void glfw_error(int code, const char* description) {
-  std::fprintf(stderr, "dptq-studio: GLFW error %d: %s\n", code, description);
+  g_glfw_last_error = description ? description : "unknown GLFW error";
+  if (!g_glfw_quiet) std::fprintf(stderr, "dptq-studio: GLFW error %d: %s\n", code, description);
 }
 
 // Tries OpenGL 3.3 core, then 3.0, then 2.1 (all that Mesa's llvmpipe under Xvfb may offer).
@@ -106,29 +114,29 @@ int main(int argc, char** argv) {
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return cli.exit(e);
+    return cli.exit(e) == 0 ? 0 : 2;  // --help is not an error
   }
   options.autoload = !no_autoload;
   if (!screenshot.empty() && frames == 0) frames = 3;
   options.persist_layout = frames == 0;  // scripted runs neither read nor write imgui.ini
 
   if (!env_set("DISPLAY") && !env_set("WAYLAND_DISPLAY")) {
-    std::fprintf(stderr, "%s\n", kHeadlessHint);
+    print_headless_hint("DISPLAY and WAYLAND_DISPLAY are unset");
     return 2;
   }
   glfwSetErrorCallback(glfw_error);
   if (!glfwInit()) {
-    std::fprintf(stderr, "%s\n", kHeadlessHint);
+    print_headless_hint("GLFW: " + g_glfw_last_error);
     return 2;
   }
   const char* glsl = nullptr;
   GLFWwindow* window = create_window(width, height, glsl);
   if (!window) {
-    std::fprintf(stderr, "dptq-studio: could not create an OpenGL 3.3/3.0/2.1 window on this display; "
-                         "try `xvfb-run -a dptq-studio ...` (Mesa software GL) or the CLI `dptq`\n");
+    print_headless_hint("no OpenGL 3.3/3.0/2.1 context: " + g_glfw_last_error);
     glfwTerminate();
     return 2;
   }
+  g_glfw_quiet = false;
   glfwMakeContextCurrent(window);
   glfwSwapInterval(frames > 0 ? 0 : 1);
   std::fprintf(stderr, "dptq-studio: OpenGL %s (%s)\n", reinterpret_cast<const char*>(glGetString(GL_VERSION)),
@@ -167,13 +175,15 @@ int main(int argc, char** argv) {
     int counted = 0;
     double last_event = glfwGetTime();
     while (!glfwWindowShouldClose(window) && !studio.quit_requested()) {
-      if (frames > 0) {
+      // Redraws cost CPU that the core's background work needs (and with Mesa's software GL a
+      // lot of it): 60 Hz only while the user interacts, 10 Hz while a task reports progress,
+      // 2 Hz when idle. Scripted runs draw flat out, except while --wait-idle waits for a task.
+      const bool busy = studio.busy();
+      if (frames > 0 && !(wait_idle && busy)) {
         glfwPollEvents();
       } else {
-        // Event driven: redraw at 60 Hz while something moves (input in the last second or a
-        // running task), else wake twice a second. Software GL makes idle redraws costly.
-        const bool lively = studio.busy() || glfwGetTime() - last_event < 1.0;
-        const double timeout = lively ? 1.0 / 60.0 : 0.5;
+        const bool interacting = frames == 0 && glfwGetTime() - last_event < 1.0;
+        const double timeout = interacting ? 1.0 / 60.0 : busy ? 0.1 : 0.5;
         const double t0 = glfwGetTime();
         glfwWaitEventsTimeout(timeout);
         if (glfwGetTime() - t0 < timeout * 0.9) last_event = glfwGetTime();

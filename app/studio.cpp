@@ -104,6 +104,13 @@ Studio::Studio(Options options) : options_(std::move(options)) {
 
 Studio::~Studio() = default;
 
+bool Studio::busy() const {
+  if (tasks_.busy()) return true;
+  for (const auto& panel : panels_)
+    if (panel->has_pending_work(*this)) return true;
+  return false;
+}
+
 bool Studio::load_model(const std::string& path) {
   auto slot = std::make_shared<std::optional<dptq::Model>>();
   auto task = tasks_.start("Loading model", [slot, path](dptq::Progress& progress) {
@@ -231,6 +238,7 @@ void apply_theme(float dpi_scale) {
   colors[ImGuiCol_TabSelected] = ImLerp(colors[ImGuiCol_HeaderActive], colors[ImGuiCol_TitleBgActive], 0.60f);
   colors[ImGuiCol_TabDimmed] = ImLerp(colors[ImGuiCol_Tab], colors[ImGuiCol_TitleBg], 0.80f);
   colors[ImGuiCol_TabDimmedSelected] = ImLerp(colors[ImGuiCol_TabSelected], colors[ImGuiCol_TitleBg], 0.40f);
+  colors[ImGuiCol_PlotHistogram] = ImVec4(0.26f, 0.59f, 0.98f, 0.85f);  // progress bars
   style.WindowRounding = 0.0f;
   style.FrameRounding = 3.0f;
   style.GrabRounding = 3.0f;

@@ -93,6 +93,8 @@ class Panel {
   virtual ~Panel() = default;
   virtual const char* title() const = 0;  // window title; also the docking/ini identity
   virtual void draw(Studio& studio) = 0;  // content of the window; called only when visible
+  // Work the panel is about to start on its own (e.g. --eval waiting for the model); counts as busy.
+  virtual bool has_pending_work(const Studio&) const { return false; }
   bool open = true;                       // toggled by the View menu and the window's close button
 };
 
@@ -126,7 +128,8 @@ class Studio {
   // Returns false (and records why in model_slot().load_error) when another task is running.
   bool load_model(const std::string& path);
 
-  bool busy() const { return tasks_.busy(); }
+  // A background task runs or a panel is about to start one.
+  bool busy() const;
   bool quit_requested() const { return quit_requested_; }
 
  private:

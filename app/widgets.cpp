@@ -55,12 +55,12 @@ void field_row(const char* label, const char* help, const std::string& value,
   ImGui::TextUnformatted(label);
   tooltip(help);
   ImGui::TableSetColumnIndex(1);
-  ImGui::PushID(label);
-  ImGui::Selectable(value.c_str(), false, ImGuiSelectableFlags_AllowOverlap);
-  if (ImGui::IsItemFocused() && ImGui::Shortcut(ImGuiMod_Ctrl | ImGuiKey_C, ImGuiInputFlags_None))
-    ImGui::SetClipboardText(value.c_str());
+  ImGui::TextUnformatted(value.c_str());  // not a label: "##" in a path stays visible
   tooltip(value_tooltip ? value_tooltip : help);
-  ImGui::PopID();
+  if (ImGui::BeginPopupContextItem(label)) {
+    if (ImGui::MenuItem("Copy")) ImGui::SetClipboardText(value.c_str());
+    ImGui::EndPopup();
+  }
 }
 
 std::string human_count(int64_t n) {

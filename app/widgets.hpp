@@ -17,8 +17,9 @@ void tooltip(const char* text);
 // InputText bound to a std::string (grows as the user types). Returns true when edited.
 bool input_text(const char* label, std::string& value, int flags = 0);
 
-// Row of a two-column key/value table: `label` carries `help` as its tooltip; the value is
-// selectable text (Ctrl+C copies it). Call between BeginTable and EndTable.
+// Row of a two-column key/value table: `label` carries `help` as its tooltip, the value
+// `value_tooltip` (default `help`); right-click on the value copies it. Call between BeginTable and
+// EndTable.
 void field_row(const char* label, const char* help, const std::string& value,
                const char* value_tooltip = nullptr);
 

@@ -79,19 +79,28 @@ int cmd_info(const std::string& model_path, bool as_json) {
 
 int cmd_ppl(const std::string& model_path, const std::string& text_path, const dptq::PerplexityOptions& opts,
             const std::string& device, bool as_json) {
-  // Check the cheap inputs before the expensive load.
+  // Cheap checks first, so a bad argument fails before the expensive load.
+  const dptq::Device dev = dptq::parse_device(device);
+  if (opts.seqlen <= 1)
+    throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--seqlen must be at least 2 (got " + std::to_string(opts.seqlen) + ")");
+  if (opts.max_windows == 0) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--max-windows must be positive");
   const std::string text = dptq::read_text_file(text_path);
   if (text.empty()) throw dptq::Error(dptq::ErrorKind::InvalidArgument, text_path, "text file is empty");
+  const dptq::ModelInfo info = dptq::inspect_model(model_path);
+  if (info.config.max_context > 0 && opts.seqlen > info.config.max_context)
+    throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--seqlen " + std::to_string(opts.seqlen) +
+                      " exceeds the model context " + std::to_string(info.config.max_context));
+
   std::fprintf(stderr, "[ppl] loading %s\n", model_path.c_str());
-  dptq::Model model = dptq::load_model(model_path, {dptq::parse_device(device)});
+  dptq::Model model = dptq::load_model(model_path, {dev});
   std::fprintf(stderr, "[ppl] tokenizing %s (%zu bytes)\n", text_path.c_str(), text.size());
   const std::vector<int32_t> ids = model.tokenizer().encode(text, /*with_bos=*/true);
-  dptq::Progress progress;
-  progress.on_update = StderrProgress{"ppl"};
-  if (opts.seqlen > 1 && int64_t(ids.size()) < opts.seqlen)
+  if (int64_t(ids.size()) < opts.seqlen)
     throw dptq::Error(dptq::ErrorKind::InvalidArgument, text_path,
                       "has " + std::to_string(ids.size()) + " tokens, fewer than one window of --seqlen " +
                           std::to_string(opts.seqlen));
+  dptq::Progress progress;
+  progress.on_update = StderrProgress{"ppl"};
   const dptq::PerplexityResult r = dptq::perplexity(model, ids, opts, &progress);
   if (as_json) {
     std::cout << json{{"model", model_path}, {"text", text_path}, {"ppl", r.ppl}, {"nll_mean", r.nll_mean},

@@ -32,8 +32,8 @@ if(NOT DPTQ_WITH_CUDA STREQUAL "OFF")
     # libtorch_cuda registers the CUDA ops when loaded; --no-as-needed keeps it loaded even though
     # no symbol of it is referenced directly.
     target_link_libraries(dptq_torch INTERFACE
-      "LINKER:--no-as-needed" "${DPTQ_TORCH_ROOT}/lib/libtorch_cuda.so"
-      "${DPTQ_TORCH_ROOT}/lib/libc10_cuda.so" "LINKER:--as-needed")
+      "-Wl,--no-as-needed" "${DPTQ_TORCH_ROOT}/lib/libtorch_cuda.so"
+      "${DPTQ_TORCH_ROOT}/lib/libc10_cuda.so" "-Wl,--as-needed")
     target_compile_definitions(dptq_torch INTERFACE DPTQ_HAVE_CUDA=1)
   elseif(DPTQ_WITH_CUDA STREQUAL "ON")
     message(FATAL_ERROR "DPTQ_WITH_CUDA=ON but no CUDA compiler was found")
@@ -53,17 +53,18 @@ find_package(Threads REQUIRED)
 if(DPTQ_BUILD_APP)
   find_package(glfw3 3.3 REQUIRED)
   find_package(OpenGL REQUIRED)
-  if(NOT EXISTS "${DPTQ_IMGUI_ROOT}/imgui/imgui.cpp")
+  if(NOT EXISTS "${DPTQ_IMGUI_ROOT}/imgui/imgui/imgui.cpp")
     message(FATAL_ERROR "ImGui sources not found in ${DPTQ_IMGUI_ROOT}: run scripts/setup.sh first")
   endif()
-  set(_ig "${DPTQ_IMGUI_ROOT}/imgui")
-  set(_ip "${DPTQ_IMGUI_ROOT}/implot")
+  set(_ig "${DPTQ_IMGUI_ROOT}/imgui/imgui")
+  set(_ip "${DPTQ_IMGUI_ROOT}/implot/implot")
   add_library(dptq_imgui STATIC
     ${_ig}/imgui.cpp ${_ig}/imgui_draw.cpp ${_ig}/imgui_tables.cpp ${_ig}/imgui_widgets.cpp
-    ${_ig}/imgui_demo.cpp ${_ig}/backends/imgui_impl_glfw.cpp ${_ig}/backends/imgui_impl_opengl3.cpp
+    ${_ig}/imgui_demo.cpp ${_ig}/imgui_stacklayout.cpp ${_ig}/backends/imgui_impl_glfw.cpp ${_ig}/backends/imgui_impl_opengl3.cpp
     ${_ip}/implot.cpp ${_ip}/implot_items.cpp)
+  # imgui_stacklayout.cpp: imgui-bundle's imgui.cpp calls into its stack-layout extension.
   target_include_directories(dptq_imgui SYSTEM PUBLIC ${_ig} ${_ig}/backends ${_ip}
-    "${DPTQ_IMGUI_ROOT}/portable_file_dialogs")
+    "${DPTQ_IMGUI_ROOT}/portable_file_dialogs/portable_file_dialogs")
   target_link_libraries(dptq_imgui PUBLIC glfw OpenGL::GL ${CMAKE_DL_LIBS})
   set_target_properties(dptq_imgui PROPERTIES POSITION_INDEPENDENT_CODE ON)
 endif()

@@ -17,16 +17,18 @@ IMGUI_VER=1.93.0
 IMGUI_SHA=10ad1dab8258a6787b4f07bb926b08d0efc648a7906242568c8dd778c5e719bf
 SMOL_VER=0.1.2
 SMOL_SHA=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
-# libtorch_cuda.so needs these three beyond the system CUDA 13.0 toolkit; its RPATH looks in
-# $ORIGIN/../../nvidia/<name>/lib, so they are unpacked next to torch/.
+# libtorch_cuda.so needs these beyond the system CUDA 13.0 toolkit (cuFile, cuSPARSELt, NVSHMEM are
+# absent; the toolkit's NCCL is older than the one torch was built against). Its RPATH looks in
+# $ORIGIN/../../nvidia/<name>/lib, so they are unpacked next to torch/ (found at link and run time).
 NV_WHEELS=(
   "nvidia_cufile-1.15.1.6-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl nvidia-cufile==1.15.1.6"
   "nvidia_cusparselt_cu13-0.8.1-py3-none-manylinux2014_x86_64.whl nvidia-cusparselt-cu13==0.8.1"
   "nvidia_nvshmem_cu13-3.4.5-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl nvidia-nvshmem-cu13==3.4.5"
+  "nvidia_nccl_cu13-2.30.7-py3-none-manylinux_2_18_x86_64.whl nvidia-nccl-cu13==2.30.7"
 )
 APT_PKGS=(cmake ninja-build ccache g++ pkg-config unzip libhdf5-dev hdf5-tools libglfw3-dev doctest-dev
   nlohmann-json3-dev libsentencepiece-dev libpcre2-dev libcli11-dev libgl-dev libegl-dev
-  libgl1-mesa-dri xvfb xauth python3-h5py)
+  libgl1-mesa-dri xvfb xauth python3-h5py libstb-dev fonts-dejavu-core)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 mkdir -p "$WHEELS"
@@ -58,7 +60,7 @@ check_sha() {
 
 # ---- LibTorch from the PyPI torch wheel ----
 TORCH_DIR="$CACHE/torch-$TORCH_VER"
-if [ ! -f "$TORCH_DIR/.done" ]; then
+if [ ! -f "$TORCH_DIR/.done-2" ]; then
   fetch_pypi "$TORCH_WHL" "torch==$TORCH_VER" --only-binary :all: --python-version 3.11 --platform manylinux_2_28_x86_64
   check_sha "$WHEELS/$TORCH_WHL" "$TORCH_SHA"
   for entry in "${NV_WHEELS[@]}"; do
@@ -68,7 +70,7 @@ if [ ! -f "$TORCH_DIR/.done" ]; then
   rm -rf "$TORCH_DIR.tmp"; mkdir -p "$TORCH_DIR.tmp"
   unzip -q "$WHEELS/$TORCH_WHL" 'torch/include/*' 'torch/lib/*' 'torch/share/*' -d "$TORCH_DIR.tmp"
   for entry in "${NV_WHEELS[@]}"; do set -- $entry; unzip -qo "$WHEELS/$1" 'nvidia/*' -d "$TORCH_DIR.tmp"; done
-  rm -rf "$TORCH_DIR"; mv "$TORCH_DIR.tmp" "$TORCH_DIR"; touch "$TORCH_DIR/.done"
+  rm -rf "$TORCH_DIR"; mv "$TORCH_DIR.tmp" "$TORCH_DIR"; touch "$TORCH_DIR/.done-2"
 fi
 
 # ---- Dear ImGui (docking) + ImPlot + backends + portable-file-dialogs from the imgui-bundle sdist ----
@@ -101,7 +103,7 @@ if [ "${1:-}" = "--refvenv" ]; then
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   fetch_pypi "$TORCH_WHL" "torch==$TORCH_VER" --only-binary :all:
   "$VENV/bin/pip" install -q --find-links "$WHEELS" "torch==$TORCH_VER" "transformers==5.18.0" \
-      "gguf==0.19.0" "accelerate" "tokenizers" "safetensors" "sentencepiece" "numpy" "h5py"
+      "gguf==0.19.0" "accelerate" "protobuf" "tokenizers" "safetensors" "sentencepiece" "numpy" "h5py"
   log "reference venv ready: $VENV"
 fi
 

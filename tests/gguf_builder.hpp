@@ -10,6 +10,8 @@
 #include <variant>
 #include <vector>
 
+#include "dptq/synthetic.hpp"
+
 namespace dptq::test {
 
 struct GgufBuilder {
@@ -80,26 +82,8 @@ struct GgufBuilder {
   }
 };
 
-// The GPT-2 byte-level alphabet: token i (0..255) is the printable stand-in of byte i.
-inline std::vector<std::string> byte_level_alphabet() {
-  std::vector<int> bs;
-  for (int b = '!'; b <= '~'; ++b) bs.push_back(b);
-  for (int b = 0xA1; b <= 0xAC; ++b) bs.push_back(b);
-  for (int b = 0xAE; b <= 0xFF; ++b) bs.push_back(b);
-  std::vector<int> cs = bs;
-  int n = 0;
-  for (int b = 0; b < 256; ++b)
-    if (std::find(bs.begin(), bs.end(), b) == bs.end()) { bs.push_back(b); cs.push_back(256 + n++); }
-  std::vector<std::string> tokens(256);
-  for (size_t i = 0; i < bs.size(); ++i) {
-    const int c = cs[i];
-    std::string s;
-    if (c < 0x80) s += char(c);
-    else { s += char(0xC0 | (c >> 6)); s += char(0x80 | (c & 0x3F)); }
-    tokens[size_t(bs[i])] = s;
-  }
-  return tokens;
-}
+// The GPT-2 byte-level alphabet (token i is the printable stand-in of byte i) lives in core.
+using dptq::byte_level_alphabet;
 
 // A complete tiny random LLaMA (2 layers, d=32, 4 heads / 2 kv heads, ff=64, vocab 256 bytes).
 inline GgufBuilder tiny_llama_gguf(uint32_t seed = 1) {

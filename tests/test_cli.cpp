@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <sstream>
 
 #include "dptq/model.hpp"
@@ -40,13 +41,20 @@ Run dptq_cli(const std::string& args) {
   return r;
 }
 
-// The contract for user errors: exit 2, one line on stderr, naming `what`.
+// The contract for user errors: exit 2, nothing on stdout, and exactly one error line on stderr —
+// the last one, naming `what` (progress lines such as "[ppl] loading ..." may precede it).
 void check_user_error(const Run& r, const std::string& what) {
   CHECK(r.code == 2);
-  const auto lines = std::count(r.err.begin(), r.err.end(), '\n');
-  CHECK_MESSAGE(lines == 1, "stderr was: " << r.err);
-  CHECK_MESSAGE(r.err.rfind("dptq: error: ", 0) == 0, "stderr was: " << r.err);
-  CHECK_MESSAGE(r.err.find(what) != std::string::npos, "expected '" << what << "' in: " << r.err);
+  CHECK(r.out.empty());
+  std::vector<std::string> lines;
+  std::istringstream in(r.err);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  REQUIRE_MESSAGE(!lines.empty(), "stderr was empty");
+  const auto errors = std::count_if(lines.begin(), lines.end(), [](const std::string& l) { return l.find("error") != std::string::npos; });
+  CHECK_MESSAGE(errors == 1, "stderr was: " << r.err);
+  CHECK_MESSAGE(lines.back().rfind("dptq: error: ", 0) == 0, "stderr was: " << r.err);
+  CHECK_MESSAGE(lines.back().find(what) != std::string::npos, "expected '" << what << "' in: " << r.err);
+  for (size_t i = 0; i + 1 < lines.size(); ++i) CHECK_MESSAGE(lines[i].rfind("[", 0) == 0, "unexpected stderr line: " << lines[i]);
 }
 
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
@@ -122,7 +130,7 @@ TEST_CASE("bad inputs: one line naming the file, exit code 2") {
     check_user_error(dptq_cli("ppl " + q(f.gguf) + " --text " + q(f.text) + " --seqlen 1"), "--seqlen must be at least 2");
     check_user_error(dptq_cli("ppl " + q(f.gguf) + " --text " + q(f.text) + " --seqlen 4096"), "exceeds the model context 128");
   }
-  SUBCASE("unknown option") { check_user_error(dptq_cli("ppl " + q(f.gguf) + " --txt x"), "--txt"); }
+  SUBCASE("unknown option") { check_user_error(dptq_cli("info " + q(f.gguf) + " --bogus"), "--bogus"); }
   SUBCASE("truncated GGUF") {
     const fs::path p = f.dir / "trunc.gguf";
     fs::copy_file(f.gguf, p, fs::copy_options::overwrite_existing);
@@ -150,7 +158,7 @@ TEST_CASE("bad inputs: one line naming the file, exit code 2") {
   SUBCASE("truncated safetensors") {
     const fs::path hf = f.copy_hf("hf-trunc");
     truncate_file(hf / "model.safetensors", fs::file_size(hf / "model.safetensors") - 100);
-    check_user_error(dptq_cli("ppl " + q(hf) + " --text " + q(f.text)), "model.safetensors");
+    check_user_error(dptq_cli("ppl " + q(hf) + " --text " + q(f.text) + " --seqlen 64"), "model.safetensors");
   }
   SUBCASE("safetensors header offsets out of range") {
     const fs::path hf = f.copy_hf("hf-offsets");
@@ -163,14 +171,14 @@ TEST_CASE("bad inputs: one line naming the file, exit code 2") {
     std::string end = bytes.substr(comma + 1, rb - comma - 1);
     std::string huge = "9" + std::string(end.size() - 1, '9');
     patch_safetensors_header(hf / "model.safetensors", "," + end + "]", "," + huge + "]");
-    check_user_error(dptq_cli("ppl " + q(hf) + " --text " + q(f.text)), "model.safetensors");
+    check_user_error(dptq_cli("ppl " + q(hf) + " --text " + q(f.text) + " --seqlen 64"), "model.safetensors");
   }
   SUBCASE("shape mismatch with config") {
     const fs::path hf = f.copy_hf("hf-shape");
     std::string cfg = slurp(hf / "config.json");
     cfg.replace(cfg.find("\"intermediate_size\": 64"), 23, "\"intermediate_size\": 96");
     std::ofstream(hf / "config.json") << cfg;
-    check_user_error(dptq_cli("ppl " + q(hf) + " --text " + q(f.text)), "but the config implies");
+    check_user_error(dptq_cli("ppl " + q(hf) + " --text " + q(f.text) + " --seqlen 64"), "but the config implies");
   }
   SUBCASE("bad device") {
     check_user_error(dptq_cli("ppl " + q(f.gguf) + " --text " + q(f.text) + " --device tpu"), "unknown device 'tpu'");

@@ -67,7 +67,7 @@ TEST_CASE("tiny synthetic GGUF loads, un-permutes Q/K, and runs") {
   CHECK(m.info().stored_types.at("F32") == int64_t(g.tensors.size()));
   // Row r of the stored (llama.cpp-permuted) q weight = head h, position i, pair p laid out as
   // (h, p, i) in HF order. Check one row moved where the inverse permutation says.
-  const auto& src = g.tensors[4];  // blk.0.attn_q.weight, dims {32, 32}
+  const auto& src = g.tensors[3];  // blk.0.attn_q.weight, dims {32, 32}
   REQUIRE(src.name == "blk.0.attn_q.weight");
   const float* stored = reinterpret_cast<const float*>(src.bytes.data());
   const at::Tensor wq = m.impl().w.layers[0].wq;
@@ -124,15 +124,17 @@ TEST_CASE("malformed GGUF files give one clear error naming the file") {
   }
   SUBCASE("known but unsupported tensor type") {
     auto g = good;
-    g.tensors[4].type = uint32_t(dptq::GgmlType::Q4_K);  // attn_q, 1024 elements = 4 blocks of 256
-    g.tensors[4].bytes.assign(4 * 144, 0);
+    REQUIRE(g.tensors[3].name == "blk.0.attn_q.weight");
+    g.tensors[3].type = uint32_t(dptq::GgmlType::Q4_K);  // 1024 elements = 4 blocks of 256
+    g.tensors[3].bytes.assign(4 * 144, 0);
     g.write(dir / "q4k.gguf");
     CHECK(error_of(dir / "q4k.gguf").find("'blk.0.attn_q.weight' has type Q4_K, which is not supported") != std::string::npos);
   }
   SUBCASE("shape mismatch with the config") {
     auto g = good;
-    g.tensors[5].dims = {32, 8};  // attn_k should be {32, 16}
-    g.tensors[5].bytes.resize(32 * 8 * 4);
+    REQUIRE(g.tensors[4].name == "blk.0.attn_k.weight");
+    g.tensors[4].dims = {32, 8};  // should be {32, 16}
+    g.tensors[4].bytes.resize(32 * 8 * 4);
     g.write(dir / "shape.gguf");
     const std::string e = error_of(dir / "shape.gguf");
     CHECK(e.find("self_attn.k_proj.weight' has shape [8, 32], but the config implies [16, 32]") != std::string::npos);

@@ -56,6 +56,9 @@ class EvaluatePanel final : public Panel {
         max_windows_(static_cast<int>(o.max_windows)), auto_run_(o.eval_on_load) {}
   const char* title() const override { return "Evaluate"; }
   void draw(Studio& studio) override;
+  bool has_pending_work(const Studio& studio) const override {
+    return auto_run_ && studio.model() != nullptr;  // --eval starts on the next frame
+  }
 
  private:
   void draw_inputs(Studio& studio);
@@ -86,9 +89,10 @@ class EvaluatePanel final : public Panel {
 void EvaluatePanel::draw(Studio& studio) {
   if (auto chosen = dialog_.poll()) text_path_ = *chosen;
   collect();
-  if (auto_run_ && studio.model() && !studio.busy()) {
+  if (auto_run_ && !studio.tasks().busy()) {
+    // --eval: run once the start-up load succeeded; forget it if that load failed.
+    if (studio.model()) start(studio);
     auto_run_ = false;
-    start(studio);
   }
   draw_inputs(studio);
   draw_progress();
@@ -118,7 +122,6 @@ void EvaluatePanel::draw_inputs(Studio& studio) {
   ImGui::SetNextItemWidth(field_w);
   if (ImGui::InputInt("Sequence length", &seqlen_, 128, 512)) seqlen_ = std::max(seqlen_, 2);
   ui::tooltip("Tokens per non-overlapping window; 2048 is the protocol of the GPTQ/QuaRot papers.");
-  ImGui::SameLine();
   ImGui::SetNextItemWidth(field_w);
   if (ImGui::InputInt("Max windows", &max_windows_, 1, 10)) max_windows_ = std::max(max_windows_, -1);
   ui::tooltip("Score only the first N windows for a quick estimate; -1 scores the whole text.");
@@ -128,12 +131,12 @@ void EvaluatePanel::draw_inputs(Studio& studio) {
   }
 
   const bool running = task_ && !task_->finished();
-  const bool can_run = studio.model() && !studio.busy();
+  const bool can_run = studio.model() && !studio.tasks().busy();
   ImGui::BeginDisabled(!can_run);
   if (ImGui::Button("Run")) start(studio);
   ImGui::EndDisabled();
   ui::tooltip(!studio.model() ? "Load a model in the Model & data panel first."
-              : studio.busy() ? "Another background task is running."
+              : studio.tasks().busy() ? "Another background task is running."
                               : "Compute the perplexity of the loaded model on the text, in the background.");
   ImGui::SameLine();
   ImGui::BeginDisabled(!running);

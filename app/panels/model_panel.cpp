@@ -73,7 +73,7 @@ void ModelPanel::draw_source(Studio& studio) {
   ui::tooltip("Path of a GGUF file or of a HuggingFace folder (config.json, *.safetensors, "
               "tokenizer files); press Enter or Load to load it.");
 
-  const bool busy = studio.busy();
+  const bool busy = studio.tasks().busy();
   ImGui::BeginDisabled(busy);
   if (ImGui::Button("Load") || (entered && !busy)) studio.load_model(path_);
   ImGui::EndDisabled();

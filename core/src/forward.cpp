@@ -91,9 +91,16 @@ at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h,
   const at::Tensor cos = rope.cos.narrow(0, 0, T), sin = rope.sin.narrow(0, 0, T);
   q = q * cos + rotate_half(q) * sin;
   k = k * cos + rotate_half(k) * sin;
+  // Causal attention; Mistral's sliding window additionally hides keys more than `window` back.
+  std::optional<at::Tensor> mask;
+  if (c.sliding_window > 0 && T > c.sliding_window) {
+    const at::Tensor i = at::arange(T, at::TensorOptions().device(h.device())).unsqueeze(1);
+    const at::Tensor j = at::arange(T, at::TensorOptions().device(h.device())).unsqueeze(0);
+    mask = (j <= i).logical_and(i - j < c.sliding_window);
+  }
   const at::Tensor attn = at::scaled_dot_product_attention(
-      q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), /*attn_mask=*/{}, /*dropout_p=*/0.0,
-      /*is_causal=*/true, /*scale=*/1.0 / std::sqrt(double(hd)), /*enable_gqa=*/true);
+      q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), mask, /*dropout_p=*/0.0,
+      /*is_causal=*/!mask.has_value(), /*scale=*/1.0 / std::sqrt(double(hd)), /*enable_gqa=*/true);
   const at::Tensor o = attn.squeeze(0).transpose(0, 1).reshape({T, c.n_heads * hd});
   const at::Tensor a = h + at::linear(o, L.wo);
 

@@ -340,6 +340,9 @@ TokenizerSpec read_gguf_tokenizer_spec(const GgufFile& f) {
     for (auto& v : t->as_array("tokenizer.ggml.token_type")) spec.token_types.push_back(int32_t(v.as_int("tokenizer.ggml.token_type")));
   if (auto* m = f.find("tokenizer.ggml.merges"))
     for (auto& v : m->as_array("tokenizer.ggml.merges")) spec.merges.push_back(v.as_string("tokenizer.ggml.merges"));
+  if (auto* s = f.find("tokenizer.ggml.scores"))
+    for (auto& v : s->as_array("tokenizer.ggml.scores")) spec.scores.push_back(float(v.as_double("tokenizer.ggml.scores")));
+  if (auto* p = f.find("tokenizer.ggml.add_space_prefix")) spec.add_space_prefix = p->as_bool("tokenizer.ggml.add_space_prefix");
   auto id = [&](const char* key) { auto* v = f.find(key); return v ? int32_t(v->as_int(key)) : -1; };
   spec.bos_id = id("tokenizer.ggml.bos_token_id");
   spec.eos_id = id("tokenizer.ggml.eos_token_id");

@@ -31,7 +31,10 @@ with transformers, so the files on disk define them.
 golden.json (format "dptq-tiny-golden" 1.0.0), all floats rounded to 6 significant digits:
     prompts[i].text / ids            token ids from the HF tokenizer (AutoTokenizer on the folder)
     prompts[i].ids_backend           ids from the raw sentencepiece / tokenizers library
-    prompts[i].logits                fp32 logits, [n_tokens][vocab_size]
+    prompts[i].top1 / max_logit      argmax and max of the fp32 logits at every position
+    prompts[i].logits_positions      positions whose full logits row is stored (first two, every
+                                     16th, middle, last)
+    prompts[i].logits                fp32 logits at those positions, [len(positions)][vocab_size]
     residual_prompt0_last            h_0 .. h_L (DESIGN §4: input of each block, then the output of
                                      the last block before the final norm) at the last position
                                      of prompt 0, [n_layers + 1][hidden]
@@ -220,6 +223,11 @@ def residual_stream(model, ids):
     return logits, [c[0].float() for c in captured]
 
 
+def logit_positions(n):
+    """Positions whose full logits row is stored: the first two, every 16th, the middle, the last."""
+    return sorted({0, 1, n // 2, n - 1} | set(range(0, n, 16)))
+
+
 def r6(x):
     return float(f"{x:.6g}")
 
@@ -260,7 +268,7 @@ def probes(folder, names, source=None):
 
 
 def build(out_root, name, arch, seed, notes, tokenizer, config_kwargs, save_dtype=torch.float32,
-          shard_size=None, classic=True):
+          shard_size=None, classic=True, spm_json=False):
     folder = out_root / name
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_root))
     try:
@@ -296,6 +304,11 @@ def build(out_root, name, arch, seed, notes, tokenizer, config_kwargs, save_dtyp
         model.to(save_dtype)
         kw = {"max_shard_size": shard_size} if shard_size else {}
         model.save_pretrained(tmp, **kw)
+        if spm_json:
+            # What real Mistral / LLaMA-2 repos ship next to tokenizer.model: the transformers
+            # conversion of the SentencePiece model. Without it transformers 5 loads a Mistral folder
+            # through a generic converter that drops SentencePiece's dummy prefix.
+            transformers.LlamaTokenizer.from_pretrained(tmp).backend_tokenizer.save(str(tmp / "tokenizer.json"))
         if classic:
             classic_config(tmp, {torch.float32: "float32", torch.bfloat16: "bfloat16"}[save_dtype])
 
@@ -312,8 +325,12 @@ def build(out_root, name, arch, seed, notes, tokenizer, config_kwargs, save_dtyp
             ids = hf_tok(text)["input_ids"]
             b_ids = backend_ids(tmp, text)
             logits, resid = residual_stream(ref, ids)
+            positions = logit_positions(len(ids))
             entry = {"text": text, "ids": ids, "ids_backend": b_ids,
-                     "logits": [[r6(v) for v in row] for row in logits.tolist()]}
+                     "top1": logits.argmax(-1).tolist(),
+                     "max_logit": [r6(v) for v in logits.max(-1).values.tolist()],
+                     "logits_positions": positions,
+                     "logits": [[r6(v) for v in logits[p].tolist()] for p in positions]}
             if ids != b_ids:
                 notes.append(f"prompt {i}: AutoTokenizer ids differ from the {tokenizer} backend ids")
             prompts.append(entry)
@@ -349,6 +366,7 @@ def build(out_root, name, arch, seed, notes, tokenizer, config_kwargs, save_dtyp
             "prompts": prompts,
         }
         write_json(tmp / "golden.json", golden)
+        os.chmod(tmp, 0o755)
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)
@@ -385,10 +403,14 @@ def main():
                                          "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
                            rope_theta=500000.0))
     build(out, "mistral", "mistral", 103, [
-        "MistralForCausalLM, sliding_window null (full attention), untied head, SentencePiece tokenizer "
-        "(same training recipe as llama2_spm), config.json as transformers 5 writes it (rope_parameters)."],
+        "MistralForCausalLM, sliding_window null (full attention), untied head, config.json as transformers 5 "
+        "writes it (rope_parameters).",
+        "Tokenizer: SentencePiece tokenizer.model (same recipe as llama2_spm) plus the tokenizer.json that "
+        "transformers converts from it (BPE + byte_fallback + Metaspace), as real Mistral/LLaMA-2 repos ship "
+        "both. The ids come from tokenizer.json via AutoTokenizer and equal libsentencepiece's (ids_backend) "
+        "with BOS prepended. A loader must not read this tokenizer.json as byte-level BPE: prefer tokenizer.model."],
         "spm", dict(max_position_embeddings=256, rope_theta=1000000.0, rms_norm_eps=1e-5, sliding_window=None,
-                    tie_word_embeddings=False), classic=False)
+                    tie_word_embeddings=False), classic=False, spm_json=True)
     build(out, "qwen2", "qwen2", 104, [
         "Qwen2ForCausalLM: q/k/v projections have biases (random, std 0.1), o_proj has none; rms_norm_eps 1e-6.",
         "Byte-level BPE with the Qwen2 regex (single digits) and an NFC normalizer; no BOS is added.",

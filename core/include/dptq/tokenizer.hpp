@@ -3,11 +3,12 @@
 // Contents
 //   TokenizerSpec   everything needed to build a tokenizer (filled from GGUF metadata or a HF folder)
 //   Tokenizer       encode / decode interface
-//   make_tokenizer  factory from a spec; load_hf_tokenizer from a HF model folder
+//   make_tokenizer  factory from a spec; load_hf_tokenizer_spec reads a HF model folder
 //
 // Supported: byte-level BPE (GPT-2 style byte mapping) with the pre-tokenizer regexes of GPT-2,
 // LLaMA-3, Qwen2 and SmolLM2 (digits split one by one, then GPT-2), and SentencePiece models via
-// libsentencepiece. Torch-free.
+// libsentencepiece. Torch-free. Pre-tokenizer names, the choices that decide ids (and the one known
+// gap: Qwen2's NFC normalizer is not applied) are in docs/tokenizers.md.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -28,6 +29,11 @@ struct TokenizerSpec {
   std::vector<int32_t> token_types;     // GGUF token types (1 normal, 3 control, 4 user-defined, 6 byte); may be empty
   std::vector<std::string> merges;      // "a b" merge rules in priority order (BPE only)
   std::string spm_model;                // serialized SentencePiece ModelProto (SentencePiece only)
+  // SentencePiece from GGUF (no ModelProto stored there): when spm_model is empty the model is
+  // rebuilt from tokens, token_types and these two (tokenizer.ggml.scores,
+  // tokenizer.ggml.add_space_prefix) as a BPE model with the identity normalizer, like LLaMA-2's.
+  std::vector<float> scores;
+  bool add_space_prefix = true;
   int32_t bos_id = -1, eos_id = -1, unk_id = -1;
   bool add_bos = false;                 // prepend BOS when encoding a document
   std::string source;                   // file the spec came from (for error messages)

@@ -1,0 +1,33 @@
+// dptq/quant.hpp — fake (simulated) quantizers on tensors, QuaRot conventions (DESIGN §5).
+//
+// Per-token activation quantizer over the last dimension (or groups of it):
+//   asymmetric: lo = min(min(x), 0)·clip, hi = max(max(x), 0)·clip (the range always contains 0);
+//               a row with lo = hi = 0 uses [-1, 1]; scale = (hi - lo)/(2^b - 1);
+//               zero = round(-lo/scale); q = clamp(round(x/scale) + zero, 0, 2^b - 1);
+//               x̂ = (q - zero)·scale.
+//   symmetric:  m = max(|lo|, hi); scale = m/(2^(b-1) - 1) (1 when m = 0);
+//               q = clamp(round(x/scale), -2^(b-1), 2^(b-1) - 1); x̂ = q·scale.
+// Rounding is round-half-to-even (torch.round), as in the reference implementations.
+#pragma once
+#include <ATen/ATen.h>
+
+namespace dptq {
+
+struct ActQuantConfig {
+  int bits = 4;
+  bool asymmetric = true;
+  double clip_ratio = 0.9;  // DESIGN §5: 0.9 at 4 bits, 1.0 at 8 bits
+  int64_t group_size = 0;   // 0: whole row; else quantize each group of the last dim separately
+};
+
+// Default activation quantizer for `bits` (clip 0.9 at 4 bits, 1.0 otherwise, asymmetric).
+ActQuantConfig default_act_quant(int bits);
+// KV-cache quantizer: 4-bit asymmetric, group min(128, head_dim), clip 0.95.
+ActQuantConfig default_kv_quant(int64_t head_dim, int bits = 4);
+
+// Dequantized x̂ (same shape and dtype as x).
+at::Tensor fake_quant(const at::Tensor& x, const ActQuantConfig& cfg);
+// Integer codes (int64, 0..2^b-1 for asymmetric, signed for symmetric) — for code histograms.
+at::Tensor quant_codes(const at::Tensor& x, const ActQuantConfig& cfg);
+
+}  // namespace dptq

@@ -1,0 +1,132 @@
+// dptq/trace.hpp — what a profiling run measured (DESIGN §4), in memory and as an HDF5 trace file.
+// Torch-free: the studio and `dptq report` / `dptq plan` read traces without LibTorch tensors.
+//
+// Contents
+//   Aggregate        mean / quantiles / extrema of a per-token quantity
+//   MassiveEntry     one large entry of a residual stream (value, channel, position, token)
+//   StreamStats      residual stream h_l, l = 0..L (h_0 = embeddings, h_L = last block's output)
+//   BlockStats       decoder block l = 0..L-1: Jump Ratios, Historical SNR, phase boundary marks
+//   SiteStats        one activation-quantizer site of a block (qkv, o, gate_up, down) or K / V
+//   Trace            all of the above + run metadata
+//   write_trace / read_trace   HDF5 I/O (format "dptq-trace", version kTraceVersionMajor.Minor);
+//                              file layout, dtypes and versioning rules: docs/trace-format.md
+//   mark_phases                phases and emergence / disappearance marks from has_massive
+//
+// Naming: fields are named as in docs/metrics.md and as the HDF5 datasets: blocks[l].jump_ratio.p99
+// is row l of /blocks/jump_ratio/p99, sites[l][Site::Down].sqnr4_db of /sites/down/sqnr4_db.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace dptq {
+
+inline constexpr const char* kTraceFormat = "dptq-trace";
+inline constexpr int kTraceVersionMajor = 1;
+inline constexpr int kTraceVersionMinor = 0;
+
+struct Aggregate {
+  double mean = 0, min = 0, max = 0;
+  double p1 = 0, p50 = 0, p99 = 0;  // streaming-histogram quantiles (relative error documented in docs/metrics.md)
+  int64_t count = 0;                // tokens aggregated
+};
+
+struct MassiveEntry {
+  float value = 0;        // signed value of h_l[t, channel]
+  int64_t channel = 0;
+  int64_t window = 0;     // calibration window index
+  int64_t position = 0;   // token position inside the window
+  int32_t token_id = -1;
+  std::string token_text; // display text of the token (UTF-8 intended); must not contain NUL
+};
+
+struct StreamStats {
+  int64_t index = 0;                 // l of h_l
+  double top1_abs = 0;               // largest |h_l| seen
+  double median_abs = 0;             // median |h_l| over all entries (streaming histogram)
+  double ratio = 0;                  // top1_abs / median_abs
+  int64_t n_massive = 0;             // entries with |v| >= abs threshold and >= rel threshold * median
+  bool has_massive = false;          // n_massive > 0
+  std::vector<MassiveEntry> top;     // top-k by |value|, at most one per (window, position, channel);
+                                     // channel >= 0 (the file marks padding with channel -1)
+  std::vector<float> channel_absmax; // [d] max |h_l[:, c]| over all tokens
+  std::vector<float> position_absmax_mean;  // [seqlen] mean over windows of max_c |h_l[t, c]|
+                                            // (same length for every stream)
+};
+
+struct BlockStats {
+  int64_t index = 0;
+  Aggregate jump_ratio;       // ||Δ_l||2 / ||h_l||2
+  Aggregate jump_ratio_inf;   // ||Δ_l||inf / ||h_l||inf
+  Aggregate jump_ratio_attn;  // ||a_l - h_l||2 / ||h_l||2
+  Aggregate jump_ratio_mlp;   // ||h_{l+1} - a_l||2 / ||a_l||2
+  Aggregate hsnr4_db;         // Historical SNR at 4 bits (dB), block input of l+1
+  Aggregate hsnr8_db;
+  Aggregate hsnr4_mlp_db;     // sublayer variant: h_l -> a_l at the MLP input
+  Aggregate hsnr8_mlp_db;
+  bool emergence = false;     // massive activations in h_{l+1} but not in h_l
+  bool disappearance = false; // massive activations in h_l but not in h_{l+1}
+};
+
+enum class Site : int { Qkv = 0, O = 1, GateUp = 2, Down = 3, K = 4, V = 5 };
+inline constexpr int kNumSites = 6;
+inline constexpr std::array<const char*, kNumSites> kSiteNames = {"qkv", "o", "gate_up", "down", "k", "v"};
+
+struct SiteStats {
+  std::vector<float> channel_absmax;  // per input channel (for K/V: per kv-head channel, n_kv*hd);
+                                      // same length for a given site in every block
+  Aggregate token_absmax;             // per-token absmax distribution
+  double kurtosis = 0;                // of all entries (Pearson, normal = 3)
+  double sqnr4_db = 0;                // 10 log10(sum x^2 / sum (Q4(x) - x)^2), per-token 4-bit quantizer (KV: grouped)
+  double code_entropy_bits = 0;       // entropy of the 4-bit code histogram, in bits (max 4)
+};
+
+struct TraceMeta {
+  std::string model_path, model_name, model_fingerprint, tokenizer;
+  std::string calib_source;           // file path or "builtin"
+  int64_t windows = 0, seqlen = 0, tokens = 0;
+  uint64_t seed = 0;
+  std::string rotation = "none";      // quantizer view: "none" (γ-scaled) or "quarot" (R1ᵀ, γ folded)
+  uint64_t rotation_seed = 0;
+  double massive_abs_threshold = 100.0;
+  double massive_rel_threshold = 1000.0;
+  int64_t topk = 0;
+  double act_clip_4bit = 0.9, act_clip_8bit = 1.0;
+  bool act_asymmetric = true;
+  std::string dptq_version, created_utc;
+  int64_t n_layers = 0, d_model = 0;  // must equal blocks.size() and streams[].channel_absmax.size()
+};
+
+struct Phase {
+  int64_t first_stream = 0, last_stream = 0;  // maximal run of streams h_l with massive activations
+};
+
+struct Trace {
+  TraceMeta meta;
+  std::vector<StreamStats> streams;                  // L + 1
+  std::vector<BlockStats> blocks;                    // L
+  std::vector<std::array<SiteStats, kNumSites>> sites;  // L x 6
+  std::vector<Phase> phases;
+};
+
+// Atomic write: "<path>.tmp-<pid>" in the same folder, flush, close, fsync, rename over `path`; on any
+// failure the temp file is removed and `path` is untouched. First checks that the sizes agree
+// (streams = L + 1, sites = L, meta.n_layers = L, every stream d_model wide, uniform seqlen and
+// site widths, index fields = position, top channels >= 0, no NUL in strings, phases within
+// [0, L]) and throws Error(InvalidArgument) before touching the disk if not; Error(Io) for
+// file-system failures. Every error is one line naming `path`. Safe to call from any thread.
+void write_trace(const Trace& trace, const std::filesystem::path& path);
+// Throws Error(Io) for a missing or unreadable file, Error(Format) for a non-HDF5, non-trace,
+// truncated or malformed file (naming the missing / misshapen dataset or attribute),
+// Error(Version) for an unknown major version. Newer minor versions read fine (extra content is
+// ignored). Stream / block `index` fields are set from the row.
+Trace read_trace(const std::filesystem::path& path);
+
+// Phases (maximal runs of streams with has_massive) and the emergence / disappearance marks of
+// every block from streams[].has_massive (DESIGN §4.2). Replaces trace.phases and
+// blocks[].emergence / disappearance; throws Error(InvalidArgument) unless streams = blocks + 1.
+void mark_phases(Trace& trace);
+
+}  // namespace dptq

@@ -1,0 +1,168 @@
+// Headless smoke tests of the real dptq-studio binary: it runs under a virtual X server
+// (`xvfb-run -a`, Mesa llvmpipe software OpenGL), renders a few frames, saves a screenshot, and the
+// test decodes the PNG and checks it shows the UI. Skipped when xvfb-run is not installed.
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "test_util.hpp"
+#include "../app/theme.hpp"  // the colours the studio paints its title bars and errors with
+
+#if __has_include(<stb/stb_image.h>)
+#define STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_STATIC
+#define STBI_ONLY_PNG
+#include <stb/stb_image.h>
+#define DPTQ_HAVE_STB_IMAGE 1
+#endif
+
+namespace fs = std::filesystem;
+namespace theme = dptq::studio::theme;
+
+namespace {
+
+struct Run {
+  int exit_code = -1;
+  std::string output;  // stdout + stderr
+};
+
+// Runs `command` through the shell with a hard time limit; returns its exit code and output.
+Run run(const std::string& command, const fs::path& log) {
+  const std::string full = "timeout 300 " + command + " > '" + log.string() + "' 2>&1";
+  const int status = std::system(full.c_str());
+  Run r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  r.output = ss.str();
+  return r;
+}
+
+bool have_xvfb() { return std::system("command -v xvfb-run > /dev/null 2>&1") == 0; }
+
+std::string studio() { return std::string("'") + DPTQ_STUDIO + "'"; }
+
+struct Image {
+  int width = 0, height = 0;
+  std::vector<uint8_t> rgb;
+
+  // Pixels within `tol` of colour `c` in every channel.
+  int64_t count(theme::Rgb c, int tol = 1) const {
+    int64_t n = 0;
+    for (size_t i = 0; i + 2 < rgb.size(); i += 3)
+      if (std::abs(rgb[i] - c.r) <= tol && std::abs(rgb[i + 1] - c.g) <= tol &&
+          std::abs(rgb[i + 2] - c.b) <= tol)
+        ++n;
+    return n;
+  }
+  // Pixels whose red channel exceeds green and blue by `margin`: error text (antialiased, so
+  // rarely the exact theme colour); nothing else in the UI is red.
+  int64_t count_reddish(int margin = 60) const {
+    int64_t n = 0;
+    for (size_t i = 0; i + 2 < rgb.size(); i += 3)
+      if (rgb[i] - std::max(rgb[i + 1], rgb[i + 2]) > margin) ++n;
+    return n;
+  }
+  size_t distinct_colors() const {
+    std::set<uint32_t> seen;
+    for (size_t i = 0; i + 2 < rgb.size(); i += 3)
+      seen.insert(uint32_t(rgb[i]) << 16 | uint32_t(rgb[i + 1]) << 8 | rgb[i + 2]);
+    return seen.size();
+  }
+  double luma_variance() const {
+    double sum = 0, sum2 = 0;
+    const size_t n = rgb.size() / 3;
+    for (size_t i = 0; i < n; ++i) {
+      const double y = 0.299 * rgb[3 * i] + 0.587 * rgb[3 * i + 1] + 0.114 * rgb[3 * i + 2];
+      sum += y;
+      sum2 += y * y;
+    }
+    const double mean = sum / static_cast<double>(n);
+    return sum2 / static_cast<double>(n) - mean * mean;
+  }
+};
+
+#ifdef DPTQ_HAVE_STB_IMAGE
+Image load_png(const fs::path& path) {
+  Image img;
+  int channels = 0;
+  unsigned char* data = stbi_load(path.string().c_str(), &img.width, &img.height, &channels, 3);
+  REQUIRE_MESSAGE(data != nullptr, "cannot decode " << path << ": " << stbi_failure_reason());
+  img.rgb.assign(data, data + static_cast<size_t>(img.width) * img.height * 3);
+  stbi_image_free(data);
+  return img;
+}
+#endif
+
+}  // namespace
+
+TEST_CASE("studio: without a display it prints how to run headless and exits 2") {
+  const fs::path dir = dptq::test::scratch_dir("studio_nodisplay");
+  const Run r = run("env -u DISPLAY -u WAYLAND_DISPLAY " + studio() + " --no-autoload --frames 1",
+                    dir / "log.txt");
+  INFO(r.output);
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("xvfb-run") != std::string::npos);
+  // One line, so scripts can show it as is.
+  CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
+}
+
+TEST_CASE("studio: renders the docked panels under xvfb and saves a screenshot of the requested size") {
+  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");
+#ifndef DPTQ_HAVE_STB_IMAGE
+  DPTQ_SKIP_UNLESS(false, "stb/stb_image.h not installed (apt install libstb-dev)");
+#else
+  const fs::path dir = dptq::test::scratch_dir("studio_render");
+  const fs::path png = dir / "studio.png";
+  const Run r = run("xvfb-run -a " + studio() + " --no-autoload --frames 5 --width 1024 --height 640"
+                    " --screenshot '" + png.string() + "'", dir / "log.txt");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(fs::exists(png));
+  for (const auto& entry : fs::directory_iterator(dir))  // the atomic write left no temp file
+    CHECK(entry.path().filename().string().find(".tmp-") == std::string::npos);
+
+  const Image img = load_png(png);
+  CHECK(img.width == 1024);
+  CHECK(img.height == 640);
+  CHECK(img.distinct_colors() >= 32);    // text antialiasing alone gives dozens
+  CHECK(img.luma_variance() > 50.0);     // not a flat clear colour
+  // The dock tab bars of the two panels are painted in the theme's title colours.
+  const int64_t title_pixels = img.count(theme::kTitleBg) + img.count(theme::kTitleBgActive);
+  CHECK(title_pixels > 1024 * 8);
+  CHECK(img.count(theme::kWindowBg) > 1024 * 640 / 4);
+  CHECK(img.count_reddish() == 0);  // no error text: nothing failed
+#endif
+}
+
+TEST_CASE("studio: a model path that does not exist shows the error and exits 0") {
+  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");
+#ifndef DPTQ_HAVE_STB_IMAGE
+  DPTQ_SKIP_UNLESS(false, "stb/stb_image.h not installed (apt install libstb-dev)");
+#else
+  const fs::path dir = dptq::test::scratch_dir("studio_missing_model");
+  const fs::path png = dir / "studio.png";
+  // --wait-idle: the frames are counted once the (failing) background load has finished, so the
+  // last frame shows its outcome.
+  const Run r = run("xvfb-run -a " + studio() + " --model '" + (dir / "no-such-model.gguf").string() +
+                    "' --frames 5 --wait-idle --width 900 --height 600 --screenshot '" + png.string() + "'",
+                    dir / "log.txt");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const Image img = load_png(png);
+  CHECK(img.width == 900);
+  CHECK(img.height == 600);
+  CHECK(img.count(theme::kTitleBg) + img.count(theme::kTitleBgActive) > 900 * 8);
+  // The load error is drawn as red text in the Model panel.
+  CHECK(img.count_reddish() > 200);
+#endif
+}
