@@ -3,6 +3,7 @@
 // --json prints one machine-readable object on stdout; progress always goes to stderr.
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -10,6 +11,8 @@
 #include "dptq/error.hpp"
 #include "dptq/model.hpp"
 #include "dptq/perplexity.hpp"
+#include "dptq/profiler.hpp"
+#include "dptq/trace.hpp"
 
 using json = nlohmann::json;
 namespace fs = std::filesystem;
@@ -115,10 +118,107 @@ int cmd_ppl(const std::string& model_path, const std::string& text_path, const d
   return 0;
 }
 
+
+int cmd_profile(const std::string& model_path, const dptq::ProfileOptions& opts, const std::string& out,
+                const std::string& device, bool as_json) {
+  const dptq::Device dev = dptq::parse_device(device);
+  if (out.empty()) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--out is required");
+  if (opts.rotation != "none" && opts.rotation != "quarot")
+    throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "unknown --rotation '" + opts.rotation + "' (expected none or quarot)");
+  if (opts.samples < 1) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--samples must be at least 1");
+  if (opts.seqlen < 2) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--seqlen must be at least 2 (got " + std::to_string(opts.seqlen) + ")");
+  if (opts.calib != "builtin") {
+    const std::string text = dptq::read_text_file(opts.calib);  // fails early for an unreadable file
+    if (text.find_first_not_of(" \t\r\n") == std::string::npos)
+      throw dptq::Error(dptq::ErrorKind::InvalidArgument, opts.calib, "calibration text is empty");
+  }
+  const dptq::ModelInfo info = dptq::inspect_model(model_path);
+  if (info.config.max_context > 0 && opts.seqlen > info.config.max_context)
+    throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--seqlen " + std::to_string(opts.seqlen) +
+                      " exceeds the model context " + std::to_string(info.config.max_context));
+  std::fprintf(stderr, "[profile] loading %s\n", model_path.c_str());
+  const dptq::Model model = dptq::load_model(model_path, {dev});
+  dptq::Progress progress;
+  progress.on_update = StderrProgress{"profile"};
+  const auto t0 = std::chrono::steady_clock::now();
+  const dptq::Trace trace = dptq::profile_model(model, opts, &progress);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  dptq::write_trace(trace, out);
+  int64_t massive = 0;
+  for (const auto& s : trace.streams) massive += s.has_massive;
+  if (as_json) {
+    std::cout << json{{"trace", out}, {"windows", trace.meta.windows}, {"seqlen", trace.meta.seqlen},
+                      {"tokens", trace.meta.tokens}, {"seconds", secs}, {"streams_with_massive", massive},
+                      {"phases", trace.phases.size()}}.dump(2) << "\n";
+  } else {
+    std::printf("wrote %s: %lld windows x %lld tokens in %.1f s; %lld of %zu streams carry massive activations\n",
+                out.c_str(), (long long)trace.meta.windows, (long long)trace.meta.seqlen, secs, (long long)massive,
+                trace.streams.size());
+  }
+  return 0;
+}
+
+json aggregate_json(const dptq::Aggregate& a) {
+  return {{"mean", a.mean}, {"min", a.min}, {"max", a.max}, {"p1", a.p1}, {"p50", a.p50}, {"p99", a.p99}, {"count", a.count}};
+}
+
+// Finite numbers as JSON numbers, ±inf / NaN as strings (JSON has no infinities).
+json num(double v) { return std::isfinite(v) ? json(v) : json(std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf")); }
+
+int cmd_report(const std::string& trace_path, bool as_json) {
+  const dptq::Trace t = dptq::read_trace(trace_path);
+  const auto& m = t.meta;
+  if (as_json) {
+    json layers = json::array();
+    for (size_t l = 0; l < t.blocks.size(); ++l) {
+      const auto& b = t.blocks[l];
+      const auto& s = t.streams[l + 1];
+      json top = json::array();
+      for (const auto& e : s.top)
+        top.push_back({{"value", e.value}, {"channel", e.channel}, {"window", e.window}, {"position", e.position},
+                       {"token_id", e.token_id}, {"token", e.token_text}});
+      layers.push_back({{"block", l}, {"output_top1_abs", s.top1_abs}, {"output_median_abs", s.median_abs},
+                        {"output_has_massive", s.has_massive}, {"output_top", top},
+                        {"jump_ratio_p99", b.jump_ratio.p99}, {"jump_ratio_mean", b.jump_ratio.mean},
+                        {"jump_ratio_inf_p99", b.jump_ratio_inf.p99},
+                        {"hsnr4_mean_db", num(b.hsnr4_db.mean)}, {"hsnr4_p1_db", num(b.hsnr4_db.p1)},
+                        {"hsnr8_p1_db", num(b.hsnr8_db.p1)}, {"emergence", b.emergence}, {"disappearance", b.disappearance}});
+    }
+    json phases = json::array();
+    for (const auto& p : t.phases) phases.push_back({p.first_stream, p.last_stream});
+    std::cout << json{{"trace", trace_path}, {"model", m.model_name}, {"fingerprint", m.model_fingerprint},
+                      {"calib", m.calib_source}, {"windows", m.windows}, {"seqlen", m.seqlen}, {"rotation", m.rotation},
+                      {"embedding_top1_abs", t.streams[0].top1_abs}, {"phases", phases}, {"blocks", layers}}.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("trace %s\nmodel %s (%s)\ncalibration %s: %lld windows x %lld tokens, rotation %s\n", trace_path.c_str(),
+              m.model_name.c_str(), m.model_fingerprint.substr(0, 12).c_str(), m.calib_source.c_str(), (long long)m.windows,
+              (long long)m.seqlen, m.rotation.c_str());
+  std::printf("%5s %11s %9s %10s %9s %10s %10s %9s  %s\n", "block", "top1|h_out|", "channel", "token", "JR p99",
+              "JR_inf p99", "HSNR4 mean", "HSNR4 p1", "phase");
+  for (size_t l = 0; l < t.blocks.size(); ++l) {
+    const auto& b = t.blocks[l];
+    const auto& s = t.streams[l + 1];
+    std::string channel = "-", token = "-";
+    if (!s.top.empty()) {
+      channel = std::to_string(s.top[0].channel);
+      token = s.top[0].token_text.substr(0, 10);
+    }
+    std::string mark = b.emergence ? "emerge" : b.disappearance ? "vanish" : s.has_massive ? "massive" : "";
+    std::printf("%5zu %11.1f %9s %10s %9.3f %10.3f %10.2f %9.2f  %s\n", l, s.top1_abs, channel.c_str(), token.c_str(),
+                b.jump_ratio.p99, b.jump_ratio_inf.p99, b.hsnr4_db.mean, b.hsnr4_db.p1, mark.c_str());
+  }
+  for (const auto& p : t.phases)
+    std::printf("massive-activation phase: streams h_%lld .. h_%lld\n", (long long)p.first_stream, (long long)p.last_stream);
+  if (t.phases.empty()) std::printf("no massive activations (thresholds |v| >= %g and >= %g x median)\n",
+                                    m.massive_abs_threshold, m.massive_rel_threshold);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"dptq — DynamicPTQ Studio command line: inspect models, measure perplexity"};
+  CLI::App app{"dptq — DynamicPTQ Studio command line: inspect models, measure perplexity, profile residual-stream dynamics"};
   app.require_subcommand(1);
   bool as_json = false;
   app.add_flag("--json", as_json, "Print one JSON object on stdout");
@@ -138,6 +238,24 @@ int main(int argc, char** argv) {
   ppl->add_option("--device", device, "cpu | cuda | auto")->capture_default_str();
   ppl->add_flag("--json", as_json, "Print one JSON object on stdout");
 
+  dptq::ProfileOptions prof;
+  std::string out_path, trace_path;
+  auto* profile = app.add_subcommand("profile", "Stream calibration text through the instrumented model and write an HDF5 trace");
+  profile->add_option("MODEL", model_path, "GGUF file or HF folder")->required();
+  profile->add_option("--calib", prof.calib, "Calibration text file, or 'builtin' (assets/calibration)")->capture_default_str();
+  profile->add_option("--samples", prof.samples, "Calibration windows")->capture_default_str();
+  profile->add_option("--seqlen", prof.seqlen, "Tokens per window")->capture_default_str();
+  profile->add_option("--seed", prof.seed, "Window sampling seed")->capture_default_str();
+  profile->add_option("--rotation", prof.rotation, "Quantizer view: none | quarot")->capture_default_str();
+  profile->add_option("--topk", prof.topk, "Largest entries kept per residual stream")->capture_default_str();
+  profile->add_option("--out", out_path, "Output trace (.h5)")->required();
+  profile->add_option("--device", device, "cpu | cuda | auto")->capture_default_str();
+  profile->add_flag("--json", as_json, "Print one JSON object on stdout");
+
+  auto* report = app.add_subcommand("report", "Per-layer table of a trace: massive activations, Jump Ratio, HSNR, phases");
+  report->add_option("TRACE", trace_path, "Trace file (.h5)")->required();
+  report->add_flag("--json", as_json, "Print one JSON object on stdout");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -150,6 +268,8 @@ int main(int argc, char** argv) {
   try {
     if (*info) return cmd_info(model_path, as_json);
     if (*ppl) return cmd_ppl(model_path, text_path, popts, device, as_json);
+    if (*profile) return cmd_profile(model_path, prof, out_path, device, as_json);
+    if (*report) return cmd_report(trace_path, as_json);
   } catch (const dptq::Error& e) {
     std::fprintf(stderr, "dptq: error: %s\n", e.what());
     return kUserError;

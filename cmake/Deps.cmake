@@ -35,6 +35,12 @@ if(NOT DPTQ_WITH_CUDA STREQUAL "OFF")
       "-Wl,--no-as-needed" "${DPTQ_TORCH_ROOT}/lib/libtorch_cuda.so"
       "${DPTQ_TORCH_ROOT}/lib/libc10_cuda.so" "-Wl,--as-needed")
     target_compile_definitions(dptq_torch INTERFACE DPTQ_HAVE_CUDA=1)
+    # libtorch_cuda finds NCCL, cuSPARSELt, cuFile and NVSHMEM through its RPATH
+    # ($ORIGIN/../../nvidia/*/lib, unpacked by setup) at run time; the static linker needs the same
+    # folders spelled out, or it resolves the toolkit's older libnccl and fails on missing symbols.
+    foreach(_nv nccl cusparselt nvshmem cu13)
+      target_link_options(dptq_torch INTERFACE "LINKER:-rpath-link,${DPTQ_TORCH_ROOT}/../nvidia/${_nv}/lib")
+    endforeach()
   elseif(DPTQ_WITH_CUDA STREQUAL "ON")
     message(FATAL_ERROR "DPTQ_WITH_CUDA=ON but no CUDA compiler was found")
   endif()

@@ -79,18 +79,27 @@ at::Tensor embed_tokens(const Model& model, const at::Tensor& ids) {
   return at::embedding(impl.w.embed, ids.to(impl.device, at::kLong));
 }
 
-at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h, const RopeTables& rope) {
+at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h, const RopeTables& rope,
+                         ForwardTaps* taps) {
   const ModelConfig& c = model.config();
   const LayerWeights& L = model.impl().w.layers.at(size_t(layer));
   const int64_t T = h.size(0), hd = c.head_dim;
+  const uint32_t want = taps ? taps->wants(layer) : 0u;
+  auto tap = [&](TapPoint p, const at::Tensor& x) {
+    if (want & p) taps->collect(layer, p, x);
+  };
 
+  tap(kTapBlockInput, h);
   const at::Tensor x = rms_norm(h, L.attn_norm, c.rms_eps);
+  tap(kTapQkv, x);
   at::Tensor q = linear(x, L.wq, L.bq).view({T, c.n_heads, hd}).transpose(0, 1);
   at::Tensor k = linear(x, L.wk, L.bk).view({T, c.n_kv_heads, hd}).transpose(0, 1);
   at::Tensor v = linear(x, L.wv, L.bv).view({T, c.n_kv_heads, hd}).transpose(0, 1);
   const at::Tensor cos = rope.cos.narrow(0, 0, T), sin = rope.sin.narrow(0, 0, T);
   q = q * cos + rotate_half(q) * sin;
   k = k * cos + rotate_half(k) * sin;
+  if (want & kTapK) tap(kTapK, k.transpose(0, 1).reshape({T, c.n_kv_heads * hd}));
+  if (want & kTapV) tap(kTapV, v.transpose(0, 1).reshape({T, c.n_kv_heads * hd}));
   // Causal attention; Mistral's sliding window additionally hides keys more than `window` back.
   std::optional<at::Tensor> mask;
   if (c.sliding_window > 0 && T > c.sliding_window) {
@@ -102,11 +111,17 @@ at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h,
       q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), mask, /*dropout_p=*/0.0,
       /*is_causal=*/!mask.has_value(), /*scale=*/1.0 / std::sqrt(double(hd)), /*enable_gqa=*/true);
   const at::Tensor o = attn.squeeze(0).transpose(0, 1).reshape({T, c.n_heads * hd});
+  tap(kTapO, o);
   const at::Tensor a = h + at::linear(o, L.wo);
+  tap(kTapAttnResidual, a);
 
   const at::Tensor y = rms_norm(a, L.mlp_norm, c.rms_eps);
+  tap(kTapGateUp, y);
   const at::Tensor g = at::silu(at::linear(y, L.w_gate)) * at::linear(y, L.w_up);
-  return a + at::linear(g, L.w_down);
+  tap(kTapDown, g);
+  at::Tensor out = a + at::linear(g, L.w_down);
+  tap(kTapBlockOutput, out);
+  return out;
 }
 
 at::Tensor final_norm(const Model& model, const at::Tensor& h) {

@@ -1,8 +1,13 @@
+// Tensor-level fake quantizers. The per-row arithmetic is kernels/include/dptq/kernels/quant_math.hpp
+// (shared with the CUDA kernels), so CPU, GPU and tests agree bit for bit.
 #include "dptq/quant.hpp"
+
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 
 #include "dptq/error.hpp"
+#include "dptq/kernels/quant_math.hpp"
 
 namespace dptq {
 
@@ -10,50 +15,52 @@ ActQuantConfig default_act_quant(int bits) { return {bits, true, bits <= 4 ? 0.9
 
 ActQuantConfig default_kv_quant(int64_t head_dim, int bits) { return {bits, true, 0.95, std::min<int64_t>(128, head_dim)}; }
 
+kmath::ActQuantConfig to_kmath(const ActQuantConfig& cfg, int64_t cols) {
+  kmath::ActQuantConfig k;
+  k.bits = cfg.bits;
+  k.sym = !cfg.asymmetric;
+  k.clip_ratio = float(cfg.clip_ratio);
+  k.group_size = cfg.group_size;
+  if (const char* why = kmath::validate_act_quant(k, cols)) throw Error(ErrorKind::InvalidArgument, "", std::string("quantizer: ") + why);
+  return k;
+}
+
 namespace {
 
-struct Params { at::Tensor x, scale, zero; int64_t qmin, qmax; };
-
-// Rows to quantize independently: [..., C] -> [N, g] with g = group size (or C).
-Params params(const at::Tensor& x_in, const ActQuantConfig& cfg) {
-  if (cfg.bits < 2 || cfg.bits > 16) throw Error(ErrorKind::InvalidArgument, "", "quantizer bits must be in 2..16");
-  const int64_t C = x_in.size(-1);
-  const int64_t g = cfg.group_size > 0 ? cfg.group_size : C;
-  if (C % g != 0) throw Error(ErrorKind::InvalidArgument, "", "group size does not divide the channel count");
-  Params p;
-  p.x = x_in.to(at::kFloat).reshape({-1, g});
-  const at::Tensor zero = at::zeros({}, p.x.options());
-  at::Tensor lo = at::minimum(std::get<0>(p.x.min(1)), zero) * cfg.clip_ratio;
-  at::Tensor hi = at::maximum(std::get<0>(p.x.max(1)), zero) * cfg.clip_ratio;
-  if (cfg.asymmetric) {
-    const at::Tensor empty = lo.eq(0).logical_and(hi.eq(0));
-    lo = at::where(empty, -1.0, lo);
-    hi = at::where(empty, 1.0, hi);
-    p.qmin = 0;
-    p.qmax = (int64_t(1) << cfg.bits) - 1;
-    p.scale = ((hi - lo) / double(p.qmax)).unsqueeze(1);
-    p.zero = at::round(-lo.unsqueeze(1) / p.scale);
-  } else {
-    p.qmax = (int64_t(1) << (cfg.bits - 1)) - 1;
-    p.qmin = -p.qmax - 1;
-    const at::Tensor m = at::maximum(lo.abs(), hi);
-    p.scale = at::where(m.eq(0), 1.0, m / double(p.qmax)).unsqueeze(1);
-    p.zero = at::zeros_like(p.scale);
-  }
-  return p;
+// Applies `fn(row_in, row_out, params, group_len)` to every (row, group) of x viewed as [rows, cols].
+template <class Out, class Fn>
+at::Tensor per_group(const at::Tensor& x_in, const ActQuantConfig& cfg, at::ScalarType out_type, Fn fn) {
+  const at::Tensor x = x_in.to(at::kCPU, at::kFloat).contiguous();
+  const int64_t cols = x.size(-1), rows = x.numel() / std::max<int64_t>(cols, 1);
+  const kmath::ActQuantConfig k = to_kmath(cfg, cols);
+  const int64_t g = k.group_size > 0 ? k.group_size : cols;
+  at::Tensor out = at::empty(x.sizes(), x.options().dtype(out_type));
+  const float* src = x.data_ptr<float>();
+  Out* dst = out.data_ptr<Out>();
+  at::parallel_for(0, rows, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c0 = 0; c0 < cols; c0 += g) {
+        const float* xs = src + r * cols + c0;
+        const auto [lo, hi] = std::minmax_element(xs, xs + g);
+        const kmath::QuantParams p = kmath::act_quant_params(*lo, *hi, k.bits, k.sym, k.clip_ratio, k.group_size == 0);
+        fn(xs, dst + r * cols + c0, p, g, k);
+      }
+  });
+  return out;
 }
 
 }  // namespace
 
 at::Tensor quant_codes(const at::Tensor& x, const ActQuantConfig& cfg) {
-  const Params p = params(x, cfg);
-  return at::clamp(at::round(p.x / p.scale) + p.zero, double(p.qmin), double(p.qmax)).to(at::kLong).view(x.sizes());
+  return per_group<int64_t>(x, cfg, at::kLong, [](const float* xs, int64_t* ys, kmath::QuantParams p, int64_t g, const kmath::ActQuantConfig& k) {
+    for (int64_t c = 0; c < g; ++c) ys[c] = kmath::quant_code(xs[c], p, k.bits, k.sym);
+  }).to(x.device());
 }
 
 at::Tensor fake_quant(const at::Tensor& x, const ActQuantConfig& cfg) {
-  const Params p = params(x, cfg);
-  const at::Tensor q = at::clamp(at::round(p.x / p.scale) + p.zero, double(p.qmin), double(p.qmax));
-  return ((q - p.zero) * p.scale).view(x.sizes()).to(x.scalar_type());
+  return per_group<float>(x, cfg, at::kFloat, [](const float* xs, float* ys, kmath::QuantParams p, int64_t g, const kmath::ActQuantConfig& k) {
+    for (int64_t c = 0; c < g; ++c) ys[c] = kmath::dequant(kmath::quant_code(xs[c], p, k.bits, k.sym), p);
+  }).to(x.device(), x.scalar_type());
 }
 
 }  // namespace dptq

@@ -47,10 +47,31 @@ RopeTables rope_tables(const Model& model, int64_t n_positions);
 // h [T, d] -> RMSNorm(h) * γ, computed in fp32.
 at::Tensor rms_norm(const at::Tensor& h, const at::Tensor& gamma, double eps);
 
+// Instrumentation (ask / collect): the decoder asks wants(layer) once per block and calls
+// collect() only for the points in the returned mask, so a forward without taps costs nothing.
+// Tensors passed to collect are [T, C] views valid during the call.
+enum TapPoint : uint32_t {
+  kTapBlockInput = 1u << 0,    // h_l                      [T, d]
+  kTapAttnResidual = 1u << 1,  // a_l = h_l + attn(h_l)    [T, d]
+  kTapBlockOutput = 1u << 2,   // h_{l+1}                  [T, d]
+  kTapQkv = 1u << 3,           // input of q/k/v_proj      [T, d]   (RMSNorm(h_l)·γ)
+  kTapO = 1u << 4,             // input of o_proj          [T, nh*hd]
+  kTapGateUp = 1u << 5,        // input of gate/up_proj    [T, d]   (RMSNorm(a_l)·γ)
+  kTapDown = 1u << 6,          // input of down_proj       [T, ff]
+  kTapK = 1u << 7,             // keys after RoPE          [T, nkv*hd]
+  kTapV = 1u << 8,             // values                   [T, nkv*hd]
+};
+struct ForwardTaps {
+  virtual ~ForwardTaps() = default;
+  virtual uint32_t wants(int64_t layer) const = 0;
+  virtual void collect(int64_t layer, TapPoint point, const at::Tensor& x) = 0;
+};
+
 // Embeddings of `ids` ([T] int64) -> h_0 [T, d].
 at::Tensor embed_tokens(const Model& model, const at::Tensor& ids);
 // One decoder block: h_l [T, d] -> h_{l+1} [T, d].
-at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h, const RopeTables& rope);
+at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h, const RopeTables& rope,
+                         ForwardTaps* taps = nullptr);
 // Final RMSNorm of the last residual stream.
 at::Tensor final_norm(const Model& model, const at::Tensor& h);
 // Logits [T, V] of `ids` [T] (fp32).

@@ -1,15 +1,19 @@
 // dptq/quant.hpp — fake (simulated) quantizers on tensors, QuaRot conventions (DESIGN §5).
 //
-// Per-token activation quantizer over the last dimension (or groups of it):
+// The arithmetic is kernels/include/dptq/kernels/quant_math.hpp (one source of truth for CPU, CUDA
+// and tests); see its header for the exact conventions. In short, per token (last dimension):
 //   asymmetric: lo = min(min(x), 0)·clip, hi = max(max(x), 0)·clip (the range always contains 0);
 //               a row with lo = hi = 0 uses [-1, 1]; scale = (hi - lo)/(2^b - 1);
 //               zero = round(-lo/scale); q = clamp(round(x/scale) + zero, 0, 2^b - 1);
 //               x̂ = (q - zero)·scale.
 //   symmetric:  m = max(|lo|, hi); scale = m/(2^(b-1) - 1) (1 when m = 0);
 //               q = clamp(round(x/scale), -2^(b-1), 2^(b-1) - 1); x̂ = q·scale.
-// Rounding is round-half-to-even (torch.round), as in the reference implementations.
+// Groups (group_size > 0, the KV cache) use the group's own [min, max] without forcing 0 in, as
+// QuaRot's groupwise quantizer does. Rounding is round-half-to-even (torch.round).
 #pragma once
 #include <ATen/ATen.h>
+
+#include "dptq/kernels/quant_math.hpp"
 
 namespace dptq {
 
@@ -24,6 +28,9 @@ struct ActQuantConfig {
 ActQuantConfig default_act_quant(int bits);
 // KV-cache quantizer: 4-bit asymmetric, group min(128, head_dim), clip 0.95.
 ActQuantConfig default_kv_quant(int64_t head_dim, int bits = 4);
+
+// The shared-math config for `cfg` on rows of `cols`; throws InvalidArgument when invalid.
+kmath::ActQuantConfig to_kmath(const ActQuantConfig& cfg, int64_t cols);
 
 // Dequantized x̂ (same shape and dtype as x).
 at::Tensor fake_quant(const at::Tensor& x, const ActQuantConfig& cfg);
