@@ -184,3 +184,72 @@ TEST_CASE("bad inputs: one line naming the file, exit code 2") {
     check_user_error(dptq_cli("ppl " + q(f.gguf) + " --text " + q(f.text) + " --device tpu"), "unknown device 'tpu'");
   }
 }
+
+TEST_CASE("profile and report: a trace from the tiny model, then bad inputs") {
+  const auto& f = fx();
+  const fs::path calib = f.dir / "calib.txt";
+  {
+    std::ofstream out(calib);
+    for (int i = 0; i < 400; ++i) out << "the residual stream jumps " << i << " times; ";
+  }
+  const fs::path trace = f.dir / "tiny.h5";
+  fs::remove(trace);
+  Run r = dptq_cli("profile " + q(f.gguf) + " --calib " + q(calib) + " --samples 3 --seqlen 32 --out " + q(trace) + " --json");
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  CHECK(json::parse(r.out)["windows"] == 3);
+  REQUIRE(fs::exists(trace));
+  r = dptq_cli("report " + q(trace) + " --json");
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  const json rep = json::parse(r.out);
+  CHECK(rep["blocks"].size() == 2);
+  CHECK(rep["windows"] == 3);
+  CHECK(rep["seqlen"] == 32);
+  r = dptq_cli("report " + q(trace));
+  CHECK(r.code == 0);
+  CHECK(r.out.find("JR p99") != std::string::npos);
+
+  const fs::path out = f.dir / "never.h5";
+  auto no_output = [&] { CHECK_FALSE(fs::exists(out)); };
+  SUBCASE("unreadable calibration file") {
+    check_user_error(dptq_cli("profile " + q(f.gguf) + " --calib " + q(f.dir / "nope.txt") + " --out " + q(out)), "nope.txt: cannot open");
+    no_output();
+  }
+  SUBCASE("empty calibration text") {
+    std::ofstream(f.dir / "blank.txt") << "\n\n   \n";
+    check_user_error(dptq_cli("profile " + q(f.gguf) + " --calib " + q(f.dir / "blank.txt") + " --out " + q(out)),
+                     "blank.txt: calibration text is empty");
+    no_output();
+  }
+  SUBCASE("seqlen out of range") {
+    check_user_error(dptq_cli("profile " + q(f.gguf) + " --calib " + q(calib) + " --seqlen 1 --out " + q(out)), "--seqlen must be at least 2");
+    check_user_error(dptq_cli("profile " + q(f.gguf) + " --calib " + q(calib) + " --seqlen 999 --out " + q(out)),
+                     "exceeds the model context 128");
+    no_output();
+  }
+  SUBCASE("calibration text shorter than one window") {
+    std::ofstream(f.dir / "short.txt") << "too short";
+    check_user_error(dptq_cli("profile " + q(f.gguf) + " --calib " + q(f.dir / "short.txt") + " --seqlen 64 --out " + q(out)),
+                     "fewer than one window");
+    no_output();
+  }
+  SUBCASE("unknown rotation") {
+    check_user_error(dptq_cli("profile " + q(f.gguf) + " --rotation spin --out " + q(out)), "unknown --rotation 'spin'");
+  }
+  SUBCASE("report of a file that is not a trace") {
+    check_user_error(dptq_cli("report " + q(f.text)), "text.txt");
+    check_user_error(dptq_cli("report " + q(f.dir / "absent.h5")), "absent.h5");
+  }
+  SUBCASE("report of a truncated trace") {
+    const fs::path cut = f.dir / "cut.h5";
+    fs::copy_file(trace, cut, fs::copy_options::overwrite_existing);
+    fs::resize_file(cut, fs::file_size(cut) / 2);
+    check_user_error(dptq_cli("report " + q(cut)), "cut.h5");
+  }
+  SUBCASE("report of a trace with an unknown major version") {
+    const fs::path v2 = f.dir / "v2.h5";
+    fs::copy_file(trace, v2, fs::copy_options::overwrite_existing);
+    const std::string py = "/usr/bin/python3 -c \"import h5py,sys; f=h5py.File(sys.argv[1],'r+'); f.attrs['version']='2.0'; f.close()\" " + q(v2);
+    DPTQ_SKIP_UNLESS(std::system(py.c_str()) == 0, "python3-h5py not available to patch the version");
+    check_user_error(dptq_cli("report " + q(v2)), "unsupported trace version 2.0");
+  }
+}
