@@ -40,9 +40,12 @@ struct StderrProgress {
   std::string label;
   bool tty = isatty(2);
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  mutable int64_t last_done = -1;
   void operator()(const dptq::Progress& p) const {
     const auto s = p.snapshot();
     if (s.total <= 0) return;
+    if (!tty && s.done == last_done) return;  // a log gets one line per finished step
+    last_done = s.done;
     const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::fprintf(stderr, "%s[%s] %lld/%lld %s  %.0fs%s", tty ? "\r" : "", label.c_str(), (long long)s.done,
                  (long long)s.total, s.stage.c_str(), el, tty ? "  " : "\n");
