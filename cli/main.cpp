@@ -11,6 +11,7 @@
 #include "dptq/error.hpp"
 #include "dptq/model.hpp"
 #include "dptq/perplexity.hpp"
+#include "dptq/plan.hpp"
 #include "dptq/profiler.hpp"
 #include "dptq/trace.hpp"
 
@@ -218,6 +219,24 @@ int cmd_report(const std::string& trace_path, bool as_json) {
   return 0;
 }
 
+int cmd_plan(const std::string& trace_path, dptq::PlanOptions opts, const std::string& out, bool as_json) {
+  const dptq::Trace trace = dptq::read_trace(trace_path);
+  opts.trace_path = trace_path;
+  const dptq::Plan plan = dptq::make_plan(trace, opts);
+  dptq::write_plan(plan, out);
+  std::fprintf(stderr, "%s", dptq::plan_summary(plan).c_str());
+  json selected = json::array();
+  for (const auto& b : plan.blocks)
+    if (b.selected) selected.push_back({{"block", b.index}, {"rank", b.rank}, {"reason", b.reason}});
+  if (as_json) {
+    std::cout << json{{"plan", out}, {"policy", opts.policy}, {"selected", selected}}.dump(2) << "\n";
+  } else {
+    std::printf("wrote %s: %lld of %lld blocks get 8-bit activations\n", out.c_str(), (long long)plan.n_selected(),
+                (long long)plan.n_layers());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -259,6 +278,19 @@ int main(int argc, char** argv) {
   report->add_option("TRACE", trace_path, "Trace file (.h5)")->required();
   report->add_flag("--json", as_json, "Print one JSON object on stdout");
 
+  dptq::PlanOptions plan_opts;
+  std::string plan_out;
+  auto* plan = app.add_subcommand("plan", "Choose the blocks that get 8-bit activations from a trace (a DynamicPTQ precision plan)");
+  plan->add_option("TRACE", trace_path, "Trace file (.h5) from `dptq profile`")->required();
+  plan->add_option("--policy", plan_opts.policy, "dynamicptq | hsnr | first-last | manual | random")->capture_default_str();
+  auto* budget = plan->add_option("--budget", plan_opts.budget, "Number of blocks that get 8-bit activations");
+  plan->add_option("--jr-threshold", plan_opts.jr_threshold, "dynamicptq: select every block with JR p99 >= X")->excludes(budget);
+  plan->add_option("--blocks", plan_opts.manual_blocks, "manual: block indices")->delimiter(',');
+  plan->add_option("--seed", plan_opts.seed, "random: seed");
+  plan->add_option("--method", plan_opts.base_method, "Base method recorded in the plan (default: from the trace's rotation)");
+  plan->add_option("--out", plan_out, "Output plan (.plan.json)")->required();
+  plan->add_flag("--json", as_json, "Print one JSON object on stdout");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -273,6 +305,7 @@ int main(int argc, char** argv) {
     if (*ppl) return cmd_ppl(model_path, text_path, popts, device, as_json);
     if (*profile) return cmd_profile(model_path, prof, out_path, device, as_json);
     if (*report) return cmd_report(trace_path, as_json);
+    if (*plan) return cmd_plan(trace_path, plan_opts, plan_out, as_json);
   } catch (const dptq::Error& e) {
     std::fprintf(stderr, "dptq: error: %s\n", e.what());
     return kUserError;

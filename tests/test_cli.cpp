@@ -253,3 +253,28 @@ TEST_CASE("profile and report: a trace from the tiny model, then bad inputs") {
     check_user_error(dptq_cli("report " + q(v2)), "unsupported trace version 2.0");
   }
 }
+
+TEST_CASE("plan: from a trace to a plan file; bad budgets and indices") {
+  const auto& f = fx();
+  const fs::path calib = f.dir / "calib_plan.txt";
+  {
+    std::ofstream out(calib);
+    for (int i = 0; i < 300; ++i) out << "plan the blocks " << i << "; ";
+  }
+  const fs::path trace = f.dir / "plan_trace.h5";
+  fs::remove(trace);
+  REQUIRE(dptq_cli("profile " + q(f.gguf) + " --calib " + q(calib) + " --samples 2 --seqlen 32 --out " + q(trace)).code == 0);
+  const fs::path plan = f.dir / "p.plan.json";
+  fs::remove(plan);
+  Run r = dptq_cli("plan " + q(trace) + " --policy dynamicptq --budget 1 --out " + q(plan) + " --json");
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  CHECK(json::parse(r.out)["selected"].size() == 1);
+  REQUIRE(fs::exists(plan));
+  const json p = json::parse(slurp(plan));
+  CHECK(p["format"] == "dptq-plan");
+  const fs::path out = f.dir / "never.plan.json";
+  check_user_error(dptq_cli("plan " + q(trace) + " --budget 5 --out " + q(out)), "budget");
+  check_user_error(dptq_cli("plan " + q(trace) + " --policy manual --blocks 0,7 --out " + q(out)), "7");
+  check_user_error(dptq_cli("plan " + q(trace) + " --policy magic --budget 1 --out " + q(out)), "magic");
+  CHECK_FALSE(fs::exists(out));
+}

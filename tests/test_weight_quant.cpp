@@ -21,7 +21,9 @@ using namespace dptq;
 namespace {
 
 at::Tensor floats(const std::vector<float>& v, std::vector<int64_t> shape) {
-  return at::from_blob(const_cast<float*>(v.data()), {static_cast<int64_t>(v.size())}, at::kFloat).clone().reshape(shape);
+  return at::from_blob(const_cast<float*>(v.data()), {static_cast<int64_t>(v.size())}, at::kFloat)
+      .clone()
+      .reshape(shape);
 }
 
 // Number of elements where two fp32 tensors (NaN-free) differ in value. Values, not bits: the
@@ -66,7 +68,9 @@ std::string error_of(Fn fn, ErrorKind kind) {
   return {};
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
 }  // namespace
 
@@ -93,9 +97,9 @@ TEST_CASE("RTN per channel: levels, symmetric range and zero rows by hand") {
   CHECK(Wq[2].abs().sum().item<float>() == 0.0f);
 
   // Asymmetric: range [min(w, 0), max(w, 0)], scale = range / 15, zero = round(-min / scale).
-  const at::Tensor A = floats({0.5f, 1.0f, 2.0f, 3.0f,   // [0, 3]: scale 0.2, zero 0, 2.5 -> 2
-                               0.0f, 0.0f, 0.0f, 0.0f,   // zero row: [-1, 1], zero 7 (see below)
-                               -1.0f, 2.0f, 0.0f, 1.0f}, // [-1, 2]: scale 0.2, zero 5
+  const at::Tensor A = floats({0.5f, 1.0f, 2.0f, 3.0f,    // [0, 3]: scale 0.2, zero 0, 2.5 -> 2
+                               0.0f, 0.0f, 0.0f, 0.0f,    // zero row: [-1, 1], zero 7 (see below)
+                               -1.0f, 2.0f, 0.0f, 1.0f},  // [-1, 2]: scale 0.2, zero 5
                               {3, 4});
   const QuantizedWeight qa = rtn_quantize(A, rtn_cfg(4, false, false));
   REQUIRE(qa.zeros.defined());
@@ -158,7 +162,8 @@ TEST_CASE("MSE clip search: shrinks around outliers, never increases the row err
     CHECK(p > 0.2);
     CHECK(p <= 1.0);
   }
-  MESSAGE("chosen shrink: outlier rows " << chosen_shrink(0) << ", " << chosen_shrink(1) << "; plain row " << chosen_shrink(2));
+  MESSAGE("chosen shrink: outlier rows " << chosen_shrink(0) << ", " << chosen_shrink(1)
+                                         << "; plain row " << chosen_shrink(2));
   // Norm 2.4 weighs the clipped outlier's own error heavily, so the shrink is mild but real.
   CHECK(chosen_shrink(0) < 1.0);
   CHECK(chosen_shrink(1) < 1.0);
@@ -174,7 +179,8 @@ TEST_CASE("MSE clip search: shrinks around outliers, never increases the row err
       double err = 0.0;
       for (int64_t c = 0; c < W.size(1); ++c) {
         const float w = W[r][c].item<float>();
-        err += std::pow(std::fabs(double(kmath::dequant(kmath::quant_code(w, qp, 4, true), qp)) - w), 2.4);
+        err += std::pow(
+            std::fabs(double(kmath::dequant(kmath::quant_code(w, qp, 4, true), qp)) - w), 2.4);
       }
       if (err < best) best = err, best_p = p;
     }
@@ -255,7 +261,9 @@ TEST_CASE("golden: QuaRot WeightQuantizer (RTN) and GPTQ") {
     const at::Tensor scales = floats(c["scales"].get<std::vector<float>>(), q.scales.sizes().vec());
     CHECK(count_diff(q.codes.to(at::kFloat), codes) == 0);
     CHECK(count_diff(q.scales, scales) == 0);
-    if (!cfg.symmetric) CHECK(count_diff(q.zeros, floats(c["zeros"].get<std::vector<float>>(), q.scales.sizes().vec())) == 0);
+    if (!cfg.symmetric)
+      CHECK(count_diff(q.zeros,
+                       floats(c["zeros"].get<std::vector<float>>(), q.scales.sizes().vec())) == 0);
     // QuaRot's quantize(W) output, bit for bit.
     CHECK(count_diff(q.dequantize(), floats(c["wq"].get<std::vector<float>>(), {rows, cols})) == 0);
   }
@@ -280,11 +288,13 @@ TEST_CASE("golden: QuaRot WeightQuantizer (RTN) and GPTQ") {
     // Products summed by BLAS may round differently across builds; the same build agrees exactly.
     const int64_t code_diff = count_diff(q.codes.to(at::kFloat), codes);
     const int64_t scale_diff = count_diff(q.scales, scales);
-    MESSAGE("gptq golden (bits " << cfg.bits << ", group " << cfg.group_size << ", act_order " << gc.act_order
-                                 << ", static " << gc.static_groups << "): " << code_diff << " of " << codes.numel()
-                                 << " codes and " << scale_diff << " scales differ");
+    MESSAGE("gptq golden (bits " << cfg.bits << ", group " << cfg.group_size << ", act_order "
+                                 << gc.act_order << ", static " << gc.static_groups
+                                 << "): " << code_diff << " of " << codes.numel() << " codes and "
+                                 << scale_diff << " scales differ");
     CHECK(code_diff <= codes.numel() / 100);
-    if (cfg.group_size == 0 || gc.static_groups) CHECK(scale_diff == 0);  // from W before any update
+    if (cfg.group_size == 0 || gc.static_groups)
+      CHECK(scale_diff == 0);  // from W before any update
     CHECK(q.dequantize().select(1, 5).abs().sum().item<float>() == 0.0f);  // the dead input
   }
 }
@@ -314,8 +324,8 @@ TEST_CASE("GPTQ: lower layer output error than RTN on correlated inputs") {
   const QuantizedWeight q_seq = gptq_quantize(W, H, cfg, gc);
   const double err_act = output_error(X_test, W, q_act.dequantize());
   const double err_seq = output_error(X_test, W, q_seq.dequantize());
-  MESSAGE("relative output error ||XW^T - XWq^T|| / ||XW^T|| on held-out inputs: RTN " << err_rtn
-          << ", GPTQ " << err_seq << ", GPTQ act-order " << err_act);
+  MESSAGE("relative output error ||XW^T - XWq^T|| / ||XW^T|| on held-out inputs: RTN "
+          << err_rtn << ", GPTQ " << err_seq << ", GPTQ act-order " << err_act);
   CHECK(err_seq < 0.9 * err_rtn);
   CHECK(err_act < 0.9 * err_rtn);
   // GPTQ keeps the per-channel scales of RTN (found before the loop) and the int4 code range.
@@ -338,12 +348,15 @@ TEST_CASE("GPTQ: lower layer output error than RTN on correlated inputs") {
   grouped.group_size = 32;
   gc.static_groups = true;
   const double err_rtn_group = output_error(X_test, W, rtn_quantize(W, grouped).dequantize());
-  const double err_gptq_group = output_error(X_test, W, gptq_quantize(W, H, grouped, gc).dequantize());
+  const double err_gptq_group =
+      output_error(X_test, W, gptq_quantize(W, H, grouped, gc).dequantize());
   gc.act_order = false;
   gc.static_groups = false;
-  const double err_gptq_group_dyn = output_error(X_test, W, gptq_quantize(W, H, grouped, gc).dequantize());
-  MESSAGE("asymmetric: RTN " << err_rtn_asym << ", GPTQ " << err_gptq_asym << "; group 32: RTN " << err_rtn_group
-                             << ", GPTQ static act-order " << err_gptq_group << ", GPTQ sequential " << err_gptq_group_dyn);
+  const double err_gptq_group_dyn =
+      output_error(X_test, W, gptq_quantize(W, H, grouped, gc).dequantize());
+  MESSAGE("asymmetric: RTN " << err_rtn_asym << ", GPTQ " << err_gptq_asym << "; group 32: RTN "
+                             << err_rtn_group << ", GPTQ static act-order " << err_gptq_group
+                             << ", GPTQ sequential " << err_gptq_group_dyn);
   CHECK(err_gptq_asym < err_rtn_asym);
   CHECK(err_gptq_group < err_rtn_group);
   CHECK(err_gptq_group_dyn < err_rtn_group);
@@ -400,7 +413,8 @@ TEST_CASE("Hessian accumulator: GPTQ's running 2/n XᵀX") {
   HessianAccumulator acc(16);
   CHECK(acc.samples() == 0);
   CHECK(acc.hessian().abs().sum().item<float>() == 0.0f);
-  const at::Tensor a = at::randn({10, 16}), b = at::randn({3, 7, 16}), c = at::randn({5, 16}, at::kDouble);
+  const at::Tensor a = at::randn({10, 16}), b = at::randn({3, 7, 16}),
+                   c = at::randn({5, 16}, at::kDouble);
   acc.add(a);  // one sample
   acc.add(b);  // three samples
   acc.add(c);  // one sample, converted to fp32
@@ -419,7 +433,8 @@ TEST_CASE("Hessian accumulator: GPTQ's running 2/n XᵀX") {
 
 TEST_CASE("int4 packing: layout and round trips") {
   // Low nibble first; signed codes stored as their two's complement low 4 bits.
-  const at::Tensor c = at::tensor(std::vector<int8_t>{1, 2, 3, -1, -8, 7, 0}, at::kChar).reshape({1, 7});
+  const at::Tensor c =
+      at::tensor(std::vector<int8_t>{1, 2, 3, -1, -8, 7, 0}, at::kChar).reshape({1, 7});
   const at::Tensor p = pack_int4(c);
   CHECK((p.scalar_type() == at::kByte));
   CHECK((p.sizes() == at::IntArrayRef{1, 4}));
@@ -436,7 +451,8 @@ TEST_CASE("int4 packing: layout and round trips") {
     CHECK(ps.size(1) == (cols + 1) / 2);
     CHECK(unpack_int4(ps, cols, true).equal(s));
     CHECK(unpack_int4(pu, cols, false).equal(u));
-    if (cols % 2) CHECK((ps.select(1, cols / 2).to(at::kInt) >= 16).sum().item<int>() == 0);  // zero pad nibble
+    if (cols % 2)
+      CHECK((ps.select(1, cols / 2).to(at::kInt) >= 16).sum().item<int>() == 0);  // zero pad nibble
     // The same bytes read the other way: nibble v >= 8 is v - 16 when signed.
     CHECK(unpack_int4(pu, cols, true).equal(at::where(u >= 8, u - 16, u).to(at::kChar)));
   }
@@ -453,7 +469,8 @@ TEST_CASE("errors: one clear line") {
   const at::Tensor W = at::randn({4, 8});
   WeightQuantConfig bad;
   bad.bits = 9;
-  CHECK(contains(error_of([&] { rtn_quantize(W, bad); }, ErrorKind::InvalidArgument), "bits must be in [2, 8]"));
+  CHECK(contains(error_of([&] { rtn_quantize(W, bad); }, ErrorKind::InvalidArgument),
+                 "bits must be in [2, 8]"));
   bad = rtn_cfg(8, false, true);
   CHECK(contains(error_of([&] { rtn_quantize(W, bad); }, ErrorKind::InvalidArgument), "fit int8"));
   bad = WeightQuantConfig{};
@@ -464,23 +481,37 @@ TEST_CASE("errors: one clear line") {
   error_of([&] { rtn_quantize(W, bad); }, ErrorKind::InvalidArgument);
   bad = WeightQuantConfig{};
   bad.group_size = 3;
-  CHECK(contains(error_of([&] { rtn_quantize(W, bad); }, ErrorKind::Shape), "group_size 3 does not divide the 8 input columns"));
-  CHECK(contains(error_of([&] { rtn_quantize(at::randn({8}), WeightQuantConfig{}); }, ErrorKind::Shape), "must be 2-D"));
-  error_of([&] { rtn_quantize(at::ones({2, 8}, at::kInt), WeightQuantConfig{}); }, ErrorKind::InvalidArgument);
+  CHECK(contains(error_of([&] { rtn_quantize(W, bad); }, ErrorKind::Shape),
+                 "group_size 3 does not divide the 8 input columns"));
+  CHECK(contains(
+      error_of([&] { rtn_quantize(at::randn({8}), WeightQuantConfig{}); }, ErrorKind::Shape),
+      "must be 2-D"));
+  error_of(
+      [&] {
+        rtn_quantize(at::ones({2, 8}, at::kInt), WeightQuantConfig{});
+      },
+      ErrorKind::InvalidArgument);
   at::Tensor Wnan = W.clone();
   Wnan.index_put_({1, 1}, std::numeric_limits<float>::quiet_NaN());
-  CHECK(contains(error_of([&] { rtn_quantize(Wnan, WeightQuantConfig{}); }, ErrorKind::InvalidArgument), "NaN"));
+  CHECK(contains(
+      error_of([&] { rtn_quantize(Wnan, WeightQuantConfig{}); }, ErrorKind::InvalidArgument),
+      "NaN"));
 
   // GPTQ: shapes, non-positive-definite H, incompatible options.
   const at::Tensor H = at::eye(8);
-  CHECK(contains(error_of([&] { gptq_quantize(W, at::eye(7), WeightQuantConfig{}, GptqConfig{}); }, ErrorKind::Shape),
+  CHECK(contains(error_of([&] { gptq_quantize(W, at::eye(7), WeightQuantConfig{}, GptqConfig{}); },
+                          ErrorKind::Shape),
                  "gptq: H is [7, 7] but W [4, 8] needs [8, 8]"));
-  const std::string not_pd = error_of([&] { gptq_quantize(W, -H, WeightQuantConfig{}, GptqConfig{}); }, ErrorKind::InvalidArgument);
+  const std::string not_pd = error_of(
+      [&] { gptq_quantize(W, -H, WeightQuantConfig{}, GptqConfig{}); }, ErrorKind::InvalidArgument);
   MESSAGE("non-PD Hessian: " << not_pd);
   CHECK(contains(not_pd, "not positive definite"));
   // Indefinite (eigenvalues 15 and -1, unit diagonal): dampening by 1% cannot fix it.
-  error_of([&] { gptq_quantize(W, 2.0 * at::ones({8, 8}) - H, WeightQuantConfig{}, GptqConfig{}); },
-           ErrorKind::InvalidArgument);
+  error_of(
+      [&] {
+        gptq_quantize(W, 2.0 * at::ones({8, 8}) - H, WeightQuantConfig{}, GptqConfig{});
+      },
+      ErrorKind::InvalidArgument);
   // Singular but positive semi-definite (two identical inputs): the default dampening fixes it.
   at::Tensor X = at::randn({64, 8});
   X.select(1, 1).copy_(X.select(1, 0));
@@ -489,17 +520,36 @@ TEST_CASE("errors: one clear line") {
   CHECK_NOTHROW(gptq_quantize(W, acc.hessian(), WeightQuantConfig{}, GptqConfig{}));
   WeightQuantConfig grouped;
   grouped.group_size = 4;
-  CHECK(contains(error_of([&] { gptq_quantize(W, H, grouped, GptqConfig{}); }, ErrorKind::InvalidArgument), "static_groups"));
+  CHECK(contains(
+      error_of([&] { gptq_quantize(W, H, grouped, GptqConfig{}); }, ErrorKind::InvalidArgument),
+      "static_groups"));
   GptqConfig bad_block;
   bad_block.block = 0;
-  error_of([&] { gptq_quantize(W, H, WeightQuantConfig{}, bad_block); }, ErrorKind::InvalidArgument);
+  error_of([&] { gptq_quantize(W, H, WeightQuantConfig{}, bad_block); },
+           ErrorKind::InvalidArgument);
 
   // Packing.
-  CHECK(contains(error_of([&] { pack_int4(at::tensor(std::vector<int8_t>{3, 16}, at::kChar)); }, ErrorKind::InvalidArgument),
+  CHECK(contains(error_of(
+                     [&] {
+                       pack_int4(at::tensor(std::vector<int8_t>{3, 16}, at::kChar));
+                     },
+                     ErrorKind::InvalidArgument),
                  "neither signed"));
-  error_of([&] { pack_int4(at::tensor(std::vector<int8_t>{-9, 0}, at::kChar)); }, ErrorKind::InvalidArgument);
-  error_of([&] { pack_int4(at::tensor(std::vector<int8_t>{-1, 9}, at::kChar)); }, ErrorKind::InvalidArgument);
+  error_of(
+      [&] {
+        pack_int4(at::tensor(std::vector<int8_t>{-9, 0}, at::kChar));
+      },
+      ErrorKind::InvalidArgument);
+  error_of(
+      [&] {
+        pack_int4(at::tensor(std::vector<int8_t>{-1, 9}, at::kChar));
+      },
+      ErrorKind::InvalidArgument);
   error_of([&] { pack_int4(at::zeros({2, 2}, at::kInt)); }, ErrorKind::InvalidArgument);
-  CHECK(contains(error_of([&] { unpack_int4(at::zeros({2, 3}, at::kByte), 7, true); }, ErrorKind::Shape),
+  CHECK(contains(error_of(
+                     [&] {
+                       unpack_int4(at::zeros({2, 3}, at::kByte), 7, true);
+                     },
+                     ErrorKind::Shape),
                  "7 columns need 4 bytes per row, got 3"));
 }

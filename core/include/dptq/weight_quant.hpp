@@ -24,9 +24,13 @@
 //               with the smallest Σ |ŵ - w|^norm (the first on ties, so p = 1 when no shrink
 //               helps — the search never increases that error over no clipping).
 // All arithmetic is fp32 tensor ops in the order QuaRot uses (round = half to even), so on CPU the
-// codes and scales equal QuaRot's bit for bit (tests/golden/weight_quant_quarot.json). Every
-// function runs on the device of its input (CPU or CUDA); pack/unpack go through the CPU.
-// Bad arguments throw dptq::Error (InvalidArgument or Shape) with a one-line message.
+// codes and scales of RTN and GPTQ equal QuaRot's bit for bit
+// (tests/golden/weight_quant_quarot.json; GPTQ's BLAS sums could round differently on another
+// build), and dequantize() equals its fake-quantized weight in value (QuaRot may hold -0.0 where a
+// code holds 0). Every function runs on the device of its input (CPU or CUDA); pack/unpack go
+// through the CPU. Cost: the clip search is 80 passes over the weight (QuaRot runs it on the GPU);
+// GPTQ adds an [in, in] Cholesky. Bad arguments throw dptq::Error (InvalidArgument or Shape) with a
+// one-line message.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -35,16 +39,17 @@
 namespace dptq {
 
 struct WeightQuantConfig {
-  int bits = 4;              // 2..8; asymmetric codes must fit int8, so asymmetric is 2..7
-  bool symmetric = true;     // DESIGN §5: symmetric per output channel
-  bool mse_clip = true;      // search a shrink factor per row (QuaRot --w_clip)
-  int grid = 100;            // shrink step 1/grid
-  double max_shrink = 0.8;   // in (0, 1]: tries int(max_shrink·grid) factors from 1 down
-  double norm = 2.4;         // > 0: exponent of the clip-search error
-  int64_t group_size = 0;    // 0: one scale per output channel; else per group of input columns
+  int bits = 4;             // 2..8; asymmetric codes must fit int8, so asymmetric is 2..7
+  bool symmetric = true;    // DESIGN §5: symmetric per output channel
+  bool mse_clip = true;     // search a shrink factor per row (QuaRot --w_clip)
+  int grid = 100;           // shrink step 1/grid
+  double max_shrink = 0.8;  // in (0, 1]: tries int(max_shrink·grid) factors from 1 down
+  double norm = 2.4;        // > 0: exponent of the clip-search error
+  int64_t group_size = 0;   // 0: one scale per output channel; else per group of input columns
 };
 
-// Throws InvalidArgument unless `cfg` can quantize rows of `cols` columns.
+// Throws InvalidArgument for a bad value, Shape when there are no columns or group_size does not
+// divide `cols`.
 void validate_weight_quant(const WeightQuantConfig& cfg, int64_t cols);
 
 // Per-row quantization parameters of a [rows, n] matrix: scale and zero, fp32 [rows] each (zero
@@ -56,9 +61,9 @@ struct WeightQuantParams {
 WeightQuantParams find_weight_params(const at::Tensor& W, const WeightQuantConfig& cfg);
 
 struct QuantizedWeight {
-  at::Tensor codes;        // int8 [out, in]: signed [-2^(b-1), 2^(b-1)-1], or [0, 2^b-1] asymmetric
-  at::Tensor scales;       // fp32 [out] (group_size 0) or [out, in / group_size]
-  at::Tensor zeros;        // fp32, shape of scales; undefined when symmetric
+  at::Tensor codes;   // int8 [out, in]: signed [-2^(b-1), 2^(b-1)-1], or [0, 2^b-1] asymmetric
+  at::Tensor scales;  // fp32 [out] (group_size 0) or [out, in / group_size]
+  at::Tensor zeros;   // fp32, shape of scales; undefined when symmetric
   int bits = 4;
   bool symmetric = true;
   int64_t group_size = 0;  // 0: per output channel
@@ -105,13 +110,13 @@ struct GptqConfig {
 // static_groups; act_order with groups needs static_groups, else the groups would not be contiguous
 // columns of the result. Columns with H_jj = 0 are dead: their weights become 0. Throws
 // InvalidArgument when H is not positive definite after dampening, Shape on mismatched shapes.
-QuantizedWeight gptq_quantize(const at::Tensor& W, const at::Tensor& H, const WeightQuantConfig& cfg,
-                              const GptqConfig& gcfg);
+QuantizedWeight gptq_quantize(const at::Tensor& W, const at::Tensor& H,
+                              const WeightQuantConfig& cfg, const GptqConfig& gcfg);
 
-// int4 checkpoint layout (kmath::pack_nibbles, shared with the CUDA kernels): codes int8 [..., cols]
-// with values in [-8, 7] or [0, 15] -> uint8 [..., (cols + 1) / 2]; element 2j in the low nibble,
-// 2j+1 in the high nibble, an odd row ends with a zero high nibble. unpack_int4 is the inverse
-// (is_signed: sign-extend the nibbles). Results are on the input's device.
+// int4 checkpoint layout (kmath::pack_nibbles, shared with the CUDA kernels): codes int8 [...,
+// cols] with values in [-8, 7] or [0, 15] -> uint8 [..., (cols + 1) / 2]; element 2j in the low
+// nibble, 2j+1 in the high nibble, an odd row ends with a zero high nibble. unpack_int4 is the
+// inverse (is_signed: sign-extend the nibbles). Results are on the input's device.
 at::Tensor pack_int4(const at::Tensor& codes);
 at::Tensor unpack_int4(const at::Tensor& packed, int64_t cols, bool is_signed);
 
