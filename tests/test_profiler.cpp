@@ -173,10 +173,10 @@ TEST_CASE("metrics equal direct computations on one window") {
     const double mu = xd.mean().item<double>();
     const double var = (xd - mu).pow(2).mean().item<double>();
     const double kurt = (xd - mu).pow(4).mean().item<double>() / (var * var);
-    CHECK(site.kurtosis == doctest::Approx(kurt).epsilon(1e-6));
+    CHECK(site.kurtosis == doctest::Approx(kurt).epsilon(1e-4));  // float sums within a row
     const at::Tensor q = dptq::fake_quant(x, dptq::default_act_quant(4));
     const double sqnr = 10 * std::log10(xd.pow(2).sum().item<double>() / (q.to(at::kDouble) - xd).pow(2).sum().item<double>());
-    CHECK(site.sqnr4_db == doctest::Approx(sqnr).epsilon(1e-6));
+    CHECK(site.sqnr4_db == doctest::Approx(sqnr).epsilon(1e-4));
     const at::Tensor counts = at::bincount(dptq::quant_codes(x, dptq::default_act_quant(4)).flatten(), {}, 16).to(at::kDouble);
     const at::Tensor p = counts / counts.sum();
     const double entropy = -(p * at::log2(at::where(p > 0, p, 1.0))).sum().item<double>();

@@ -105,50 +105,76 @@ struct SiteAcc {
   std::array<int64_t, 16> codes{};
 };
 
-// Per-row statistics of a site input x [T, C] under the 4-bit quantizer `q` (fused, one pass for
-// range and moments, one for the quantizer). Parallel over rows; accumulators merged under a lock.
+// Range of one row (vectorized).
+inline void row_minmax(const float* xs, int64_t n, float& lo, float& hi) {
+  float a = xs[0], b = xs[0];
+#pragma omp simd reduction(min : a) reduction(max : b)
+  for (int64_t c = 0; c < n; ++c) {
+    a = xs[c] < a ? xs[c] : a;
+    b = xs[c] > b ? xs[c] : b;
+  }
+  lo = a;
+  hi = b;
+}
+
+// Σ(Q(x) - x)² over one row / group with the quantizer parameters p (vectorized; float partial
+// sums within a row, double across rows).
+inline double quant_noise(const float* xs, int64_t n, const kmath::QuantParams& p, float qlo, float qhi) {
+  float e2 = 0.f;
+#pragma omp simd reduction(+ : e2)
+  for (int64_t c = 0; c < n; ++c) {
+    const float q = kmath::quant_code_f(xs[c], p.scale, p.zero, qlo, qhi);
+    const float e = p.scale * (q - p.zero) - xs[c];
+    e2 += e * e;
+  }
+  return double(e2);
+}
+
+// Per-row statistics of a site input x [T, C] under the 4-bit quantizer `q`: one vectorized pass
+// for absmax and moments, one for the quantizer (codes counted in a small scalar loop). Parallel
+// over rows; accumulators merged under a lock.
 void add_site(SiteAcc& acc, const at::Tensor& x_in, const kmath::ActQuantConfig& q) {
   const at::Tensor x = x_in.to(at::kFloat).contiguous();
   const int64_t T = x.size(0), C = x.size(1);
   if (acc.channel_absmax.empty()) acc.channel_absmax.assign(size_t(C), 0.f);
   const float* base = x.data_ptr<float>();
   const int64_t g = q.group_size > 0 ? q.group_size : C;
+  const float qlo = float(kmath::quant_minq(q.bits, q.sym)), qhi = float(kmath::quant_maxq(q.bits, q.sym));
   std::mutex mu;
   at::parallel_for(0, T, 8, [&](int64_t r0, int64_t r1) {
-    std::vector<float> chmax(size_t(C), 0.f);
+    std::vector<float> chmax(static_cast<size_t>(C), 0.f), codes_f(static_cast<size_t>(g));
     std::vector<float> row_absmax;
-    double s1 = 0, s2 = 0, s3 = 0, s4 = 0, sig = 0, err = 0;
+    double s1 = 0, s2 = 0, s3 = 0, s4 = 0, err = 0;
     std::array<int64_t, 16> codes{};
+    float* cm = chmax.data();
     for (int64_t r = r0; r < r1; ++r) {
       const float* xs = base + r * C;
-      float amax = 0.f;
-      double a1 = 0, a2 = 0, a3 = 0, a4 = 0;
+      float amax = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f, a4 = 0.f;
+#pragma omp simd reduction(max : amax) reduction(+ : a1, a2, a3, a4)
       for (int64_t c = 0; c < C; ++c) {
-        const float v = xs[c], av = std::fabs(v);
-        amax = std::max(amax, av);
-        chmax[size_t(c)] = std::max(chmax[size_t(c)], av);
-        const double d = v, d2 = d * d;
-        a1 += d; a2 += d2; a3 += d2 * d; a4 += d2 * d2;
+        const float v = xs[c], av = v < 0 ? -v : v, v2 = v * v;
+        amax = av > amax ? av : amax;
+        cm[c] = av > cm[c] ? av : cm[c];
+        a1 += v; a2 += v2; a3 += v2 * v; a4 += v2 * v2;
       }
       row_absmax.push_back(amax);
       s1 += a1; s2 += a2; s3 += a3; s4 += a4;
       for (int64_t c0 = 0; c0 < C; c0 += g) {
-        const auto [lo, hi] = std::minmax_element(xs + c0, xs + c0 + g);
-        const kmath::QuantParams p = kmath::act_quant_params(*lo, *hi, q.bits, q.sym, q.clip_ratio, q.group_size == 0);
-        for (int64_t c = c0; c < c0 + g; ++c) {
-          const int code = kmath::quant_code(xs[c], p, q.bits, q.sym);
-          ++codes[size_t(code - kmath::quant_minq(q.bits, q.sym)) & 15];
-          const double e = double(kmath::dequant(code, p)) - double(xs[c]);
-          err += e * e;
-        }
+        float lo, hi;
+        row_minmax(xs + c0, g, lo, hi);
+        const kmath::QuantParams p = kmath::act_quant_params(lo, hi, q.bits, q.sym, q.clip_ratio, q.group_size == 0);
+        err += quant_noise(xs + c0, g, p, qlo, qhi);
+        float* cf = codes_f.data();
+#pragma omp simd
+        for (int64_t c = 0; c < g; ++c) cf[c] = kmath::quant_code_f(xs[c0 + c], p.scale, p.zero, qlo, qhi);
+        for (int64_t c = 0; c < g; ++c) ++codes[size_t(int(cf[c] - qlo)) & 15];
       }
-      sig += a2;
     }
     std::lock_guard lock(mu);
-    for (int64_t c = 0; c < C; ++c) acc.channel_absmax[size_t(c)] = std::max(acc.channel_absmax[size_t(c)], chmax[size_t(c)]);
+    for (int64_t c = 0; c < C; ++c) acc.channel_absmax[size_t(c)] = std::max(acc.channel_absmax[size_t(c)], cm[c]);
     for (float v : row_absmax) acc.token_absmax.add(v);
     acc.s1 += s1; acc.s2 += s2; acc.s3 += s3; acc.s4 += s4;
-    acc.signal += sig; acc.noise += err;
+    acc.signal += s2; acc.noise += err;
     for (size_t i = 0; i < 16; ++i) acc.codes[i] += codes[i];
   });
   acc.n += T * C;
@@ -165,16 +191,13 @@ void quant_noise_rows(const at::Tensor& x_in, const kmath::ActQuantConfig& q4, c
   at::parallel_for(0, T, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* xs = base + r * C;
-      const auto [lo, hi] = std::minmax_element(xs, xs + C);
+      float lo, hi;
+      row_minmax(xs, C, lo, hi);
       for (int pass = 0; pass < 2; ++pass) {
         const kmath::ActQuantConfig& q = pass == 0 ? q4 : q8;
-        const kmath::QuantParams p = kmath::act_quant_params(*lo, *hi, q.bits, q.sym, q.clip_ratio, true);
-        double e2 = 0;
-        for (int64_t c = 0; c < C; ++c) {
-          const double e = double(kmath::dequant(kmath::quant_code(xs[c], p, q.bits, q.sym), p)) - double(xs[c]);
-          e2 += e * e;
-        }
-        (pass == 0 ? noise4 : noise8)[size_t(r)] = e2;
+        const kmath::QuantParams p = kmath::act_quant_params(lo, hi, q.bits, q.sym, q.clip_ratio, true);
+        (pass == 0 ? noise4 : noise8)[size_t(r)] =
+            quant_noise(xs, C, p, float(kmath::quant_minq(q.bits, q.sym)), float(kmath::quant_maxq(q.bits, q.sym)));
       }
     }
   });
