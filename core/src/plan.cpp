@@ -2,6 +2,8 @@
 // Torch-free and HDF5-free: only the in-memory Trace is used.
 #include "dptq/plan.hpp"
 
+#include "dptq/atomic_file.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -624,14 +626,6 @@ std::string json_message(const nlohmann::json::exception& e) {
   return one_line(why);
 }
 
-// Removes the temporary file unless released (after the rename succeeded).
-struct TempFileGuard {
-  std::string path;
-  bool armed = true;
-  ~TempFileGuard() {
-    if (armed) ::unlink(path.c_str());
-  }
-};
 
 }  // namespace
 
@@ -743,42 +737,9 @@ void write_plan(const Plan& plan, const fs::path& path) {
                 "cannot encode the plan as JSON: " + json_message(e));
   }
 
-  static std::atomic<uint64_t> counter{0};
-  fs::path dir = path.parent_path();
-  if (dir.empty()) dir = ".";
-  TempFileGuard tmp{target + ".tmp-" + std::to_string(::getpid()) + "-" +
-                    std::to_string(counter.fetch_add(1))};
-  const int fd = ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    tmp.armed = false;  // nothing was created
-    throw Error(ErrorKind::Io, target, "cannot create temporary file: " + errno_text());
-  }
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string why = errno_text();
-      ::close(fd);
-      throw Error(ErrorKind::Io, target, "cannot write: " + why);
-    }
-    done += size_t(n);
-  }
-  if (::fsync(fd) != 0) {
-    const std::string why = errno_text();
-    ::close(fd);
-    throw Error(ErrorKind::Io, target, "fsync failed: " + why);
-  }
-  if (::close(fd) != 0) throw Error(ErrorKind::Io, target, "close failed: " + errno_text());
-  if (::rename(tmp.path.c_str(), target.c_str()) != 0)
-    throw Error(ErrorKind::Io, target,
-                "cannot rename the temporary file into place: " + errno_text());
-  tmp.armed = false;
-  // Make the rename itself durable; some file systems cannot fsync a directory, which is harmless.
-  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  AtomicFile out(path);
+  out.write(text.data(), text.size());
+  out.commit();
 }
 
 Plan read_plan(const fs::path& path) {

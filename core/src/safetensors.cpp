@@ -1,6 +1,8 @@
 // safetensors reader / writer. See dptq/safetensors.hpp for the format and the guarantees.
 #include "dptq/safetensors.hpp"
 
+#include "dptq/atomic_file.hpp"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -355,29 +357,6 @@ std::map<std::string, fs::path> read_safetensors_index(const fs::path& folder) {
 
 namespace {
 
-// Removes the temp file unless released; closes the descriptor if still open.
-struct TempFile {
-  std::string path;
-  int fd = -1;
-  bool keep = false;
-  ~TempFile() {
-    if (fd >= 0) ::close(fd);
-    if (!keep) ::unlink(path.c_str());
-  }
-};
-
-void write_all(TempFile& tmp, const std::string& target, const void* data, size_t n) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t w = ::write(tmp.fd, p, std::min<size_t>(n, size_t{1} << 30));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw Error(ErrorKind::Io, target, "write failed: " + errno_text());
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
 
 }  // namespace
 
@@ -422,30 +401,11 @@ void write_safetensors(const fs::path& path, const std::vector<WriteEntry>& entr
   uint8_t len_le[8];
   for (int i = 0; i < 8; ++i) len_le[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
 
-  fs::path dir = path.parent_path();
-  if (dir.empty()) dir = ".";
-  TempFile tmp;
-  tmp.path = target + ".tmp-" + std::to_string(::getpid());
-  tmp.fd = ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (tmp.fd < 0) {
-    tmp.keep = true;  // nothing was created
-    throw Error(ErrorKind::Io, target, "cannot create temporary file: " + errno_text());
-  }
-  write_all(tmp, target, len_le, 8);
-  write_all(tmp, target, text.data(), text.size());
-  for (const WriteEntry* e : order) write_all(tmp, target, e->data, e->nbytes);
-  if (::fsync(tmp.fd) != 0) throw Error(ErrorKind::Io, target, "fsync failed: " + errno_text());
-  const int fd = std::exchange(tmp.fd, -1);
-  if (::close(fd) != 0) throw Error(ErrorKind::Io, target, "close failed: " + errno_text());
-  if (::rename(tmp.path.c_str(), target.c_str()) != 0)
-    throw Error(ErrorKind::Io, target, "cannot rename the temporary file into place: " + errno_text());
-  tmp.keep = true;
-  // Make the rename itself durable; some file systems cannot fsync a directory, which is harmless.
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  AtomicFile out(path);
+  out.write(len_le, 8);
+  out.write(text.data(), text.size());
+  for (const WriteEntry* e : order) out.write(e->data, e->nbytes);
+  out.commit();
 }
 
 }  // namespace dptq

@@ -21,6 +21,8 @@
 #include "dptq/error.hpp"
 #include "dptq/trace.hpp"
 
+#include "dptq/atomic_file.hpp"
+
 namespace dptq {
 namespace {
 
@@ -553,14 +555,6 @@ void write_contents(Writer& w, const Trace& t) {
   }
 }
 
-// Removes the temporary file unless released (after the rename succeeded).
-struct TempFileGuard {
-  std::string path;
-  bool armed = true;
-  ~TempFileGuard() {
-    if (armed) ::unlink(path.c_str());
-  }
-};
 
 // ---------------------------------------------------------------------------------------------
 // Reader
@@ -912,17 +906,7 @@ void write_trace(const Trace& trace, const fs::path& path) {
   const std::string target = path.string();
   validate(trace, target);  // before anything touches the disk
 
-  fs::path dir = path.parent_path();
-  if (dir.empty()) dir = ".";
-  TempFileGuard tmp{target + ".tmp-" + std::to_string(::getpid())};
-  // Create the file ourselves first: errno gives a clear message (missing folder, permissions).
-  int fd = ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    tmp.armed = false;  // nothing was created
-    throw Error(ErrorKind::Io, target, "cannot create temporary file: " + errno_text());
-  }
-  ::close(fd);
-
+  AtomicFile out(path);  // created here: errno gives a clear message (missing folder, permissions)
   {
     Hdf5Session session;
     Hid fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
@@ -935,7 +919,7 @@ void write_trace(const Trace& trace, const fs::path& path) {
     // File systems without flock() support (some network mounts) would otherwise refuse the file.
     H5Pset_file_locking(fapl.get(), true, true);
 #endif
-    Hid file(H5Fcreate(tmp.path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);
+    Hid file(H5Fcreate(out.temp_path().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);
     if (!file.ok())
       throw Error(ErrorKind::Io, target, with_detail("cannot create temporary HDF5 file"));
     Writer w(file.get(), target);
@@ -944,23 +928,7 @@ void write_trace(const Trace& trace, const fs::path& path) {
       throw Error(ErrorKind::Io, target, with_detail("cannot finish writing the HDF5 file"));
   }
 
-  fd = ::open(tmp.path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(ErrorKind::Io, target, "cannot reopen temporary file: " + errno_text());
-  const bool synced = ::fsync(fd) == 0;
-  const std::string sync_error = synced ? "" : errno_text();
-  if (::close(fd) != 0 && synced)
-    throw Error(ErrorKind::Io, target, "close failed: " + errno_text());
-  if (!synced) throw Error(ErrorKind::Io, target, "fsync failed: " + sync_error);
-  if (::rename(tmp.path.c_str(), target.c_str()) != 0)
-    throw Error(ErrorKind::Io, target,
-                "cannot rename the temporary file into place: " + errno_text());
-  tmp.armed = false;
-  // Make the rename itself durable; some file systems cannot fsync a directory, which is harmless.
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  out.commit();
 }
 
 Trace read_trace(const fs::path& path) {
