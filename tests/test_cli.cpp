@@ -70,7 +70,11 @@ struct Fixtures {
     dptq::save_hf_folder(dptq::load_model(gguf), hf);
     text = dir / "text.txt";
     std::ofstream(text) << std::string(2000, 'a') << " the quick brown fox jumps over the lazy dog\n";
+    calib = dir / "calib.txt";
+    std::ofstream out(calib);
+    for (int i = 0; i < 400; ++i) out << "the residual stream jumps " << i << " times; ";
   }
+  fs::path calib;
   fs::path copy_hf(const std::string& name) const {
     const fs::path p = dir / name;
     fs::remove_all(p);
@@ -81,6 +85,20 @@ struct Fixtures {
 const Fixtures& fx() {
   static Fixtures f;
   return f;
+}
+
+// A trace of the tiny model (3 windows x 32 tokens), recorded once by `dptq profile`.
+struct TraceRun {
+  fs::path trace = fx().dir / "tiny.h5";
+  Run run;
+  TraceRun() {
+    fs::remove(trace);
+    run = dptq_cli("profile " + q(fx().gguf) + " --calib " + q(fx().calib) + " --samples 3 --seqlen 32 --out " + q(trace) + " --json");
+  }
+};
+const TraceRun& tiny_trace() {
+  static TraceRun t;
+  return t;
 }
 
 void truncate_file(const fs::path& p, uintmax_t size) { fs::resize_file(p, size); }
@@ -187,18 +205,12 @@ TEST_CASE("bad inputs: one line naming the file, exit code 2") {
 
 TEST_CASE("profile and report: a trace from the tiny model, then bad inputs") {
   const auto& f = fx();
-  const fs::path calib = f.dir / "calib.txt";
-  {
-    std::ofstream out(calib);
-    for (int i = 0; i < 400; ++i) out << "the residual stream jumps " << i << " times; ";
-  }
-  const fs::path trace = f.dir / "tiny.h5";
-  fs::remove(trace);
-  Run r = dptq_cli("profile " + q(f.gguf) + " --calib " + q(calib) + " --samples 3 --seqlen 32 --out " + q(trace) + " --json");
-  REQUIRE_MESSAGE(r.code == 0, r.err);
-  CHECK(json::parse(r.out)["windows"] == 3);
+  const fs::path& calib = f.calib;
+  const fs::path& trace = tiny_trace().trace;
+  REQUIRE_MESSAGE(tiny_trace().run.code == 0, tiny_trace().run.err);
+  CHECK(json::parse(tiny_trace().run.out)["windows"] == 3);
   REQUIRE(fs::exists(trace));
-  r = dptq_cli("report " + q(trace) + " --json");
+  Run r = dptq_cli("report " + q(trace) + " --json");
   REQUIRE_MESSAGE(r.code == 0, r.err);
   const json rep = json::parse(r.out);
   CHECK(rep["blocks"].size() == 2);
@@ -256,14 +268,8 @@ TEST_CASE("profile and report: a trace from the tiny model, then bad inputs") {
 
 TEST_CASE("plan: from a trace to a plan file; bad budgets and indices") {
   const auto& f = fx();
-  const fs::path calib = f.dir / "calib_plan.txt";
-  {
-    std::ofstream out(calib);
-    for (int i = 0; i < 300; ++i) out << "plan the blocks " << i << "; ";
-  }
-  const fs::path trace = f.dir / "plan_trace.h5";
-  fs::remove(trace);
-  REQUIRE(dptq_cli("profile " + q(f.gguf) + " --calib " + q(calib) + " --samples 2 --seqlen 32 --out " + q(trace)).code == 0);
+  const fs::path& trace = tiny_trace().trace;
+  REQUIRE_MESSAGE(tiny_trace().run.code == 0, tiny_trace().run.err);
   const fs::path plan = f.dir / "p.plan.json";
   fs::remove(plan);
   Run r = dptq_cli("plan " + q(trace) + " --policy dynamicptq --budget 1 --out " + q(plan) + " --json");
