@@ -8,15 +8,7 @@
 
 using dptq::test::DeviceBuffer;
 
-namespace {
-std::vector<float> randn(size_t n, uint32_t seed, float std) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, std);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-}  // namespace
+using dptq::test::randn;
 
 TEST_CASE("rms_norm_f32 rejects bad arguments before touching the GPU") {
   float dummy = 0;

@@ -14,6 +14,8 @@
 
 using namespace dptq::kmath;
 
+using dptq::test::randn;
+
 namespace {
 
 std::vector<float> fake_quant(const std::vector<float>& x, const ActQuantConfig& cfg, std::vector<int8_t>* codes = nullptr,
@@ -30,13 +32,6 @@ std::vector<float> fake_quant(const std::vector<float>& x, const ActQuantConfig&
   return y;
 }
 
-std::vector<float> randn(size_t n, uint32_t seed, float std = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, std);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
 
 }  // namespace
 

@@ -33,32 +33,27 @@ std::vector<std::vector<int>> jacobsthal(int64_t q) {
   return Q;
 }
 
-// Paley construction I (q ≡ 3 mod 4): H = I + S, S = [[0, 1ᵀ], [-1, Q]] (skew), order q + 1.
-at::Tensor paley1(int64_t q) {
+// [[0, 1ᵀ], [sign·1, Q]]: the Jacobsthal matrix bordered by a row of ones and a column of ±1.
+at::Tensor bordered_jacobsthal(int64_t q, double column_sign) {
   const auto Q = jacobsthal(q);
   const int64_t n = q + 1;
-  at::Tensor H = at::zeros({n, n}, at::kDouble);
-  auto h = H.accessor<double, 2>();
-  for (int64_t j = 1; j < n; ++j) { h[0][j] = 1; h[j][0] = -1; }
+  at::Tensor M = at::zeros({n, n}, at::kDouble);
+  auto m = M.accessor<double, 2>();
+  for (int64_t j = 1; j < n; ++j) { m[0][j] = 1; m[j][0] = column_sign; }
   for (int64_t i = 1; i < n; ++i)
-    for (int64_t j = 1; j < n; ++j) h[i][j] = Q[size_t(i - 1)][size_t(j - 1)];
-  for (int64_t i = 0; i < n; ++i) h[i][i] += 1;
-  return H;
+    for (int64_t j = 1; j < n; ++j) m[i][j] = Q[size_t(i - 1)][size_t(j - 1)];
+  return M;
 }
+
+// Paley construction I (q ≡ 3 mod 4): H = I + S with S = [[0, 1ᵀ], [-1, Q]] skew, order q + 1.
+at::Tensor paley1(int64_t q) { return bordered_jacobsthal(q, -1.0) + at::eye(q + 1, at::kDouble); }
 
 // Paley construction II (q ≡ 1 mod 4): C = [[0, 1ᵀ], [1, Q]] (symmetric conference matrix),
 // H = C ⊗ [[1, 1], [1, -1]] + I ⊗ [[1, -1], [-1, -1]], order 2(q + 1).
 at::Tensor paley2(int64_t q) {
-  const auto Q = jacobsthal(q);
-  const int64_t m = q + 1;
-  at::Tensor C = at::zeros({m, m}, at::kDouble);
-  auto c = C.accessor<double, 2>();
-  for (int64_t j = 1; j < m; ++j) { c[0][j] = 1; c[j][0] = 1; }
-  for (int64_t i = 1; i < m; ++i)
-    for (int64_t j = 1; j < m; ++j) c[i][j] = Q[size_t(i - 1)][size_t(j - 1)];
   const at::Tensor A = at::tensor({1.0, 1.0, 1.0, -1.0}, at::kDouble).view({2, 2});
   const at::Tensor B = at::tensor({1.0, -1.0, -1.0, -1.0}, at::kDouble).view({2, 2});
-  return at::kron(C, A) + at::kron(at::eye(m, at::kDouble), B);
+  return at::kron(bordered_jacobsthal(q, 1.0), A) + at::kron(at::eye(q + 1, at::kDouble), B);
 }
 
 // Base constructions available for order m (0 if none).
