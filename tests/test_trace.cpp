@@ -280,10 +280,12 @@ std::vector<std::string> listing(const fs::path& dir) {
 
 // Expects read_trace(p) to throw Error(kind) whose one-line message names the file and contains
 // `needle`.
-void expect_read_error(const fs::path& p, ErrorKind kind, const std::string& needle) {
+// Expects `op()` to throw Error(kind), one line, naming `p` and containing `needle`.
+template <class Op>
+void expect_error(Op op, const fs::path& p, ErrorKind kind, const std::string& needle) {
   try {
-    (void)dptq::read_trace(p);
-    FAIL("no error reading " << p << ", expected one containing '" << needle << "'");
+    op();
+    FAIL("no error for " << p << ", expected one containing '" << needle << "'");
   } catch (const Error& e) {
     const std::string what = e.what();
     INFO(what);
@@ -292,6 +294,10 @@ void expect_read_error(const fs::path& p, ErrorKind kind, const std::string& nee
     CHECK(what.find(needle) != std::string::npos);
     CHECK(what.find('\n') == std::string::npos);
   }
+}
+
+void expect_read_error(const fs::path& p, ErrorKind kind, const std::string& needle) {
+  expect_error([&] { (void)dptq::read_trace(p); }, p, kind, needle);
 }
 
 struct Run {
@@ -607,19 +613,9 @@ TEST_CASE("trace: a failed write leaves the target untouched and no temporary fi
 
   auto expect_write_error = [&](const Trace& t, const fs::path& p, ErrorKind kind,
                                 const std::string& needle) {
-    try {
-      dptq::write_trace(t, p);
-      FAIL("no error writing " << p);
-    } catch (const Error& e) {
-      const std::string what = e.what();
-      INFO(what);
-      CHECK(e.kind() == kind);
-      CHECK(e.file() == p.string());
-      CHECK(what.find(needle) != std::string::npos);
-      CHECK(what.find('\n') == std::string::npos);
-    }
-    CHECK(read_bytes(target) == "previous content");
+    expect_error([&] { dptq::write_trace(t, p); }, p, kind, needle);
   };
+
 
   SUBCASE("into a folder that does not exist") {
     expect_write_error(good, dir / "no" / "such" / "dir" / "t.h5", ErrorKind::Io,
