@@ -3,6 +3,7 @@
 // --json prints one machine-readable object on stdout; progress always goes to stderr.
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <optional>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -12,7 +13,9 @@
 #include "dptq/model.hpp"
 #include "dptq/perplexity.hpp"
 #include "dptq/plan.hpp"
+#include "dptq/atomic_file.hpp"
 #include "dptq/profiler.hpp"
+#include "dptq/quantize.hpp"
 #include "dptq/trace.hpp"
 
 using json = nlohmann::json;
@@ -84,44 +87,138 @@ int cmd_info(const std::string& model_path, bool as_json) {
   return 0;
 }
 
-int cmd_ppl(const std::string& model_path, const std::string& text_path, const dptq::PerplexityOptions& opts,
-            const std::string& device, bool as_json) {
-  // Cheap checks first, so a bad argument fails before the expensive load.
-  const dptq::Device dev = dptq::parse_device(device);
+// The options every quantizing command shares (--method, --plan, rotations, GPTQ calibration).
+struct QuantArgs {
+  std::string method;     // "" = FP (ppl), or the plan's base method
+  std::string plan_path;  // "" = every block at 4 bits
+  dptq::QuantizeOptions q;
+};
+
+void add_quant_options(CLI::App* cmd, QuantArgs& a, bool with_plan = true) {
+  cmd->add_option("--method", a.method, "Quantization: rtn | gptq | quarot-rtn | quarot-gptq (default: the plan's)");
+  if (with_plan) cmd->add_option("--plan", a.plan_path, "Precision plan (.plan.json) from `dptq plan` (default: all blocks 4-bit)");
+  cmd->add_option("--rotation-seed", a.q.rotation_seed, "Seed of the QuaRot random Hadamard rotations")->capture_default_str();
+  cmd->add_option("--rotations", a.q.rotation_file, "SpinQuant-style safetensors with R1 [d,d] (and R2 [hd,hd]) instead of seeded rotations");
+  cmd->add_option("--calib", a.q.calib, "GPTQ calibration text file, or 'builtin'")->capture_default_str();
+  cmd->add_option("--calib-samples", a.q.calib_samples, "GPTQ calibration windows")->capture_default_str();
+  cmd->add_option("--calib-seqlen", a.q.calib_seqlen, "GPTQ calibration window length")->capture_default_str();
+}
+
+// Cheap checks of the quantization arguments, before any model is loaded. Returns the plan (or
+// nullopt for a uniform 4-bit plan) and resolves the method.
+std::optional<dptq::Plan> check_quant_args(QuantArgs& a, const dptq::ModelInfo& info, bool required) {
+  std::optional<dptq::Plan> plan;
+  if (!a.plan_path.empty()) {
+    plan = dptq::read_plan(a.plan_path);
+    dptq::check_plan_matches(*plan, info.fingerprint, info.config.n_layers, a.plan_path);
+    if (a.method.empty()) a.method = plan->base_method == "none" ? "" : plan->base_method;
+  }
+  if (a.method.empty() && required) a.method = "quarot-rtn";
+  if (!a.method.empty() && !dptq::is_quant_method(a.method))
+    throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "unknown --method '" + a.method + "' (known: " + dptq::quant_method_list() + ")");
+  if (!a.q.rotation_file.empty() && !fs::exists(a.q.rotation_file))
+    throw dptq::Error(dptq::ErrorKind::Io, a.q.rotation_file.string(), "no such file");
+  if (!a.method.empty() && a.method.find("gptq") != std::string::npos && a.q.calib != "builtin")
+    (void)dptq::read_text_file(a.q.calib);  // fails early for an unreadable file
+  a.q.method = a.method;
+  return plan;
+}
+
+// Loads MODEL and, when a method is set, quantizes it under the plan (progress on stderr).
+dptq::Model load_for_eval(const std::string& model_path, dptq::Device dev, QuantArgs& a,
+                          const std::optional<dptq::Plan>& plan, const char* label) {
+  std::fprintf(stderr, "[%s] loading %s\n", label, model_path.c_str());
+  dptq::Model model = dptq::load_model(model_path, {dev});
+  if (a.method.empty() || dptq::is_quantized(model)) {
+    if (plan && dptq::is_quantized(model)) dptq::set_activation_plan(model, *plan, a.plan_path);
+    return model;
+  }
+  dptq::Progress progress;
+  progress.on_update = StderrProgress{std::string(label) + " " + a.method};
+  const auto t0 = std::chrono::steady_clock::now();
+  dptq::quantize_model(model, plan ? *plan : dptq::uniform_plan(model, a.method), a.q, &progress, a.plan_path);
+  std::fprintf(stderr, "[%s] %s (%.0f s)\n", label, dptq::quant_summary(model).c_str(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return model;
+}
+
+std::vector<int32_t> tokenize_eval_text(const dptq::Model& model, const std::string& text_path, int64_t seqlen) {
+  const std::string text = dptq::read_text_file(text_path);
+  std::fprintf(stderr, "[ppl] tokenizing %s (%zu bytes)\n", text_path.c_str(), text.size());
+  std::vector<int32_t> ids = model.tokenizer().encode(text, /*with_bos=*/true);
+  if (int64_t(ids.size()) < seqlen)
+    throw dptq::Error(dptq::ErrorKind::InvalidArgument, text_path,
+                      "has " + std::to_string(ids.size()) + " tokens, fewer than one window of --seqlen " + std::to_string(seqlen));
+  return ids;
+}
+
+// Checks shared by ppl and sweep: device, seqlen, max-windows, a non-empty text, the model's context.
+dptq::ModelInfo check_eval_args(const std::string& model_path, const std::string& text_path,
+                                const dptq::PerplexityOptions& opts) {
   if (opts.seqlen <= 1)
     throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--seqlen must be at least 2 (got " + std::to_string(opts.seqlen) + ")");
   if (opts.max_windows == 0) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--max-windows must be positive");
   const std::string text = dptq::read_text_file(text_path);
   if (text.empty()) throw dptq::Error(dptq::ErrorKind::InvalidArgument, text_path, "text file is empty");
-  const dptq::ModelInfo info = dptq::inspect_model(model_path);
+  dptq::ModelInfo info = dptq::inspect_model(model_path);
   if (info.config.max_context > 0 && opts.seqlen > info.config.max_context)
     throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--seqlen " + std::to_string(opts.seqlen) +
                       " exceeds the model context " + std::to_string(info.config.max_context));
+  return info;
+}
 
-  std::fprintf(stderr, "[ppl] loading %s\n", model_path.c_str());
-  dptq::Model model = dptq::load_model(model_path, {dev});
-  std::fprintf(stderr, "[ppl] tokenizing %s (%zu bytes)\n", text_path.c_str(), text.size());
-  const std::vector<int32_t> ids = model.tokenizer().encode(text, /*with_bos=*/true);
-  if (int64_t(ids.size()) < opts.seqlen)
-    throw dptq::Error(dptq::ErrorKind::InvalidArgument, text_path,
-                      "has " + std::to_string(ids.size()) + " tokens, fewer than one window of --seqlen " +
-                          std::to_string(opts.seqlen));
+int cmd_ppl(const std::string& model_path, const std::string& text_path, const dptq::PerplexityOptions& opts,
+            const std::string& device, QuantArgs qa, bool as_json) {
+  // Cheap checks first, so a bad argument fails before the expensive load.
+  const dptq::Device dev = dptq::parse_device(device);
+  const dptq::ModelInfo info = check_eval_args(model_path, text_path, opts);
+  const std::optional<dptq::Plan> plan = check_quant_args(qa, info, false);
+  dptq::Model model = load_for_eval(model_path, dev, qa, plan, "ppl");
+  const std::vector<int32_t> ids = tokenize_eval_text(model, text_path, opts.seqlen);
   dptq::Progress progress;
   progress.on_update = StderrProgress{"ppl"};
   const dptq::PerplexityResult r = dptq::perplexity(model, ids, opts, &progress);
+  const std::string quant = dptq::quant_summary(model);
   if (as_json) {
     std::cout << json{{"model", model_path}, {"text", text_path}, {"ppl", r.ppl}, {"nll_mean", r.nll_mean},
                       {"tokens", r.tokens}, {"text_tokens", ids.size()}, {"predicted", r.predicted},
                       {"windows", r.windows}, {"seqlen", opts.seqlen}, {"seconds", r.seconds},
-                      {"tokens_per_s", r.tokens_per_s}}.dump(2)
+                      {"tokens_per_s", r.tokens_per_s}, {"quantization", quant},
+                      {"method", dptq::is_quantized(model) ? json(dptq::model_plan(model).base_method) : json(nullptr)},
+                      {"plan", qa.plan_path.empty() ? json(nullptr) : json(qa.plan_path)}}.dump(2)
               << "\n";
   } else {
-    std::printf("perplexity %.4f  (%lld windows x %lld tokens, %zu text tokens, %.1f tokens/s)\n", r.ppl,
-                (long long)r.windows, (long long)opts.seqlen, ids.size(), r.tokens_per_s);
+    std::printf("perplexity %.4f  (%lld windows x %lld tokens, %zu text tokens, %.1f tokens/s; %s)\n", r.ppl,
+                (long long)r.windows, (long long)opts.seqlen, ids.size(), r.tokens_per_s, quant.c_str());
   }
   return 0;
 }
 
+int cmd_quantize(const std::string& model_path, QuantArgs qa, const std::string& out, const std::string& device,
+                 bool as_json) {
+  const dptq::Device dev = dptq::parse_device(device);
+  if (out.empty()) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--out is required");
+  if (fs::exists(out)) throw dptq::Error(dptq::ErrorKind::InvalidArgument, out, "output folder already exists");
+  const dptq::ModelInfo info = dptq::inspect_model(model_path);
+  if (info.format == "dptq-quantized")
+    throw dptq::Error(dptq::ErrorKind::InvalidArgument, model_path, "is already a quantized checkpoint");
+  const std::optional<dptq::Plan> plan = check_quant_args(qa, info, true);
+  dptq::Model model = load_for_eval(model_path, dev, qa, plan, "quantize");
+  dptq::Progress progress;
+  progress.on_update = StderrProgress{"quantize"};
+  const dptq::CheckpointStats st = dptq::save_quantized_checkpoint(model, out, &progress);
+  const double ratio = double(st.linear_bytes) / double(st.linear_fp16_bytes);
+  if (as_json) {
+    std::cout << json{{"checkpoint", out}, {"method", qa.method}, {"plan", qa.plan_path.empty() ? json(nullptr) : json(qa.plan_path)},
+                      {"quantization", dptq::quant_summary(model)}, {"linear_params", st.linear_params},
+                      {"linear_bytes", st.linear_bytes}, {"linear_fp16_bytes", st.linear_fp16_bytes},
+                      {"linear_ratio_vs_fp16", ratio}, {"total_bytes", st.total_bytes}}.dump(2) << "\n";
+  } else {
+    std::printf("wrote %s: %s\nlinear weights %.1f MiB (%.3fx their fp16 size), folder %.1f MiB\n", out.c_str(),
+                dptq::quant_summary(model).c_str(), st.linear_bytes / 1048576.0, ratio, st.total_bytes / 1048576.0);
+  }
+  return 0;
+}
 
 int cmd_profile(const std::string& model_path, const dptq::ProfileOptions& opts, const std::string& out,
                 const std::string& device, bool as_json) {
@@ -160,10 +257,6 @@ int cmd_profile(const std::string& model_path, const dptq::ProfileOptions& opts,
                 trace.streams.size());
   }
   return 0;
-}
-
-json aggregate_json(const dptq::Aggregate& a) {
-  return {{"mean", a.mean}, {"min", a.min}, {"max", a.max}, {"p1", a.p1}, {"p50", a.p50}, {"p99", a.p99}, {"count", a.count}};
 }
 
 // Finite numbers as JSON numbers, ±inf / NaN as strings (JSON has no infinities).
@@ -219,20 +312,248 @@ int cmd_report(const std::string& trace_path, bool as_json) {
   return 0;
 }
 
-int cmd_plan(const std::string& trace_path, dptq::PlanOptions opts, const std::string& out, bool as_json) {
+struct OracleArgs {
+  std::string model_path;
+  int64_t windows = 4;   // held-out windows at the end of the calibration text
+  int64_t seqlen = 512;
+};
+
+// The last `n` windows of `seqlen` tokens of the calibration text: the oracle's held-out slice
+// (GPTQ calibration never reads them: QuantizeOptions::calib_holdout_tokens).
+std::vector<std::vector<int32_t>> heldout_windows(const dptq::Model& model, const std::string& calib, int64_t n, int64_t seqlen) {
+  if (n < 1 || seqlen < 2)
+    throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--oracle-windows must be >= 1 and --oracle-seqlen >= 2");
+  const std::vector<int32_t> ids = dptq::calibration_tokens(model, calib);
+  if (int64_t(ids.size()) < 2 * n * seqlen)
+    throw dptq::Error(dptq::ErrorKind::InvalidArgument, calib, "calibration text has " + std::to_string(ids.size()) +
+                      " tokens; the oracle holds out " + std::to_string(n * seqlen) + " and needs as many left for calibration");
+  std::vector<std::vector<int32_t>> w;
+  const size_t start = ids.size() - size_t(n * seqlen);
+  for (int64_t i = 0; i < n; ++i) w.emplace_back(ids.begin() + long(start + i * seqlen), ids.begin() + long(start + (i + 1) * seqlen));
+  return w;
+}
+
+// dynamicptq's full ranking of every block as a score (higher = chosen earlier).
+std::vector<double> dynamicptq_scores(const dptq::Trace& trace) {
+  dptq::PlanOptions o;
+  o.budget = int64_t(trace.blocks.size());
+  const dptq::Plan all = dptq::make_plan(trace, o);
+  std::vector<double> s;
+  for (const auto& b : all.blocks) s.push_back(-double(b.rank));
+  return s;
+}
+
+struct OracleReport {
+  dptq::OracleResult result;
+  double rho_rank = NAN, rho_jr = NAN;  // Spearman vs single-block gain: dynamicptq rank, raw JR p99
+};
+
+OracleReport run_oracle(dptq::Model& model, const dptq::Trace& trace, const std::string& calib, int64_t budget,
+                        const OracleArgs& oa) {
+  dptq::OracleOptions oo;
+  oo.budget = budget;
+  oo.windows = heldout_windows(model, calib, oa.windows, oa.seqlen);
+  dptq::Progress progress;
+  progress.on_update = StderrProgress{"oracle"};
+  OracleReport r;
+  r.result = dptq::oracle_plan(model, oo, &progress);
+  std::vector<double> jr;
+  for (const auto& b : trace.blocks) jr.push_back(b.jump_ratio.p99);
+  r.rho_rank = dptq::spearman(dynamicptq_scores(trace), r.result.single_gain);
+  r.rho_jr = dptq::spearman(jr, r.result.single_gain);
+  std::fprintf(stderr, "[oracle] held-out ppl %.4f at the base plan; single-block gains:", r.result.base_ppl);
+  for (size_t l = 0; l < r.result.single_gain.size(); ++l) std::fprintf(stderr, " %zu:%.3f", l, r.result.single_gain[l]);
+  std::fprintf(stderr, "\n[oracle] Spearman(dynamicptq rank, gain) = %.3f, Spearman(JR p99, gain) = %.3f\n", r.rho_rank, r.rho_jr);
+  return r;
+}
+
+json oracle_json(const OracleReport& r) {
+  return {{"base_ppl", r.result.base_ppl}, {"single_ppl", r.result.single_ppl}, {"single_gain", r.result.single_gain},
+          {"step_ppl", r.result.step_ppl}, {"spearman_dynamicptq_rank_vs_gain", num(r.rho_rank)},
+          {"spearman_jr_p99_vs_gain", num(r.rho_jr)}};
+}
+
+void check_trace_matches(const dptq::Trace& trace, const dptq::ModelInfo& info, const std::string& trace_path) {
+  if (trace.meta.model_fingerprint != info.fingerprint)
+    throw dptq::Error(dptq::ErrorKind::InvalidArgument, trace_path, "trace was recorded for model " +
+                      trace.meta.model_fingerprint.substr(0, 12) + "…, not " + info.fingerprint.substr(0, 12) + "…");
+}
+
+int cmd_plan(const std::string& trace_path, dptq::PlanOptions opts, const std::string& out, QuantArgs qa,
+             const OracleArgs& oa, const std::string& device, bool as_json) {
   const dptq::Trace trace = dptq::read_trace(trace_path);
   opts.trace_path = trace_path;
-  const dptq::Plan plan = dptq::make_plan(trace, opts);
+  dptq::Plan plan;
+  json extra = nullptr;
+  if (opts.policy == "oracle") {
+    if (oa.model_path.empty())
+      throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "policy oracle measures perplexity: give --model MODEL");
+    if (opts.budget < 1) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "policy oracle needs --budget K (K >= 1)");
+    if (opts.budget > int64_t(trace.blocks.size()))
+      throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "budget " + std::to_string(opts.budget) + " is out of range 1.." +
+                        std::to_string(trace.blocks.size()));
+    const dptq::Device dev = dptq::parse_device(device);
+    const dptq::ModelInfo info = dptq::inspect_model(oa.model_path);
+    check_trace_matches(trace, info, trace_path);
+    if (qa.method.empty()) qa.method = opts.base_method.empty() ? (trace.meta.rotation == "quarot" ? "quarot-rtn" : "rtn") : opts.base_method;
+    check_quant_args(qa, info, true);
+    qa.q.calib_holdout_tokens = oa.windows * oa.seqlen;
+    dptq::PlanOptions base = opts;  // the trace's metrics on every block, nothing selected
+    base.policy = "manual";
+    base.budget = -1;
+    base.base_method = qa.method;
+    const dptq::Plan base_plan = dptq::make_plan(trace, base);
+    dptq::Model model = load_for_eval(oa.model_path, dev, qa, base_plan, "plan");
+    const OracleReport r = run_oracle(model, trace, qa.q.calib, opts.budget, oa);
+    plan = r.result.plan;
+    plan.trace.path = trace_path;
+    extra = oracle_json(r);
+  } else {
+    plan = dptq::make_plan(trace, opts);
+  }
   dptq::write_plan(plan, out);
   std::fprintf(stderr, "%s", dptq::plan_summary(plan).c_str());
   json selected = json::array();
   for (const auto& b : plan.blocks)
     if (b.selected) selected.push_back({{"block", b.index}, {"rank", b.rank}, {"reason", b.reason}});
   if (as_json) {
-    std::cout << json{{"plan", out}, {"policy", opts.policy}, {"selected", selected}}.dump(2) << "\n";
+    json j = {{"plan", out}, {"policy", opts.policy}, {"selected", selected}};
+    if (!extra.is_null()) j["oracle"] = extra;
+    std::cout << j.dump(2) << "\n";
   } else {
     std::printf("wrote %s: %lld of %lld blocks get 8-bit activations\n", out.c_str(), (long long)plan.n_selected(),
                 (long long)plan.n_layers());
+  }
+  return 0;
+}
+
+struct SweepArgs {
+  std::string trace_path, out;
+  std::vector<int64_t> budgets = {0, 1, 2, 4, 8};
+  std::vector<std::string> policies = {"dynamicptq", "first-last", "hsnr", "random"};
+  uint64_t seed = 0;  // random policy
+};
+
+std::string csv_blocks(const dptq::Plan& p) {
+  std::vector<std::pair<int, int64_t>> sel;
+  for (const auto& b : p.blocks)
+    if (b.selected) sel.push_back({b.rank, b.index});
+  std::sort(sel.begin(), sel.end());
+  std::string s;
+  for (auto& [rank, index] : sel) s += (s.empty() ? "" : " ") + std::to_string(index);
+  return s;
+}
+
+int cmd_sweep(const std::string& model_path, const std::string& text_path, SweepArgs sa, const dptq::PerplexityOptions& popts,
+              QuantArgs qa, const OracleArgs& oa, const std::string& device, bool as_json) {
+  const dptq::Device dev = dptq::parse_device(device);
+  if (sa.out.empty()) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--out is required");
+  const dptq::ModelInfo info = check_eval_args(model_path, text_path, popts);
+  const dptq::Trace trace = dptq::read_trace(sa.trace_path);
+  check_trace_matches(trace, info, sa.trace_path);
+  const int64_t L = info.config.n_layers;
+  if (sa.budgets.empty() || sa.policies.empty())
+    throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--budgets and --policies must not be empty");
+  for (int64_t b : sa.budgets)
+    if (b < 0 || b > L)
+      throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "budget " + std::to_string(b) + " is out of range 0.." + std::to_string(L));
+  bool with_oracle = false;
+  for (const auto& p : sa.policies) {
+    if (p == "manual") throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "policy manual has no budget; sweep the others");
+    with_oracle |= p == "oracle";
+  }
+  check_quant_args(qa, info, true);
+  if (with_oracle) qa.q.calib_holdout_tokens = oa.windows * oa.seqlen;
+  const int64_t max_budget = *std::max_element(sa.budgets.begin(), sa.budgets.end());
+
+  // Every plan is made before the slow work, so a bad policy fails at once.
+  struct Row { std::string policy; int64_t budget; dptq::Plan plan; dptq::PerplexityResult r; };
+  std::vector<Row> rows;
+  for (const auto& p : sa.policies)
+    for (int64_t b : sa.budgets) {
+      Row row{p, b, {}, {}};
+      if (p != "oracle") {
+        dptq::PlanOptions o;
+        o.policy = p;
+        o.budget = b;
+        o.seed = sa.seed;
+        o.base_method = qa.method;
+        o.trace_path = sa.trace_path;
+        row.plan = dptq::make_plan(trace, o);
+      }
+      rows.push_back(std::move(row));
+    }
+
+  dptq::Model model = load_for_eval(model_path, dev, qa, std::nullopt, "sweep");
+  std::optional<OracleReport> oracle;
+  if (with_oracle && max_budget > 0) {
+    dptq::PlanOptions base;
+    base.policy = "manual";
+    base.base_method = qa.method;
+    base.trace_path = sa.trace_path;
+    dptq::set_activation_plan(model, dptq::make_plan(trace, base));
+    oracle = run_oracle(model, trace, qa.q.calib, max_budget, oa);
+  }
+  for (Row& row : rows) {
+    if (row.policy != "oracle") continue;
+    dptq::PlanOptions o;  // the greedy order's first `budget` blocks
+    o.policy = "manual";
+    o.base_method = qa.method;
+    o.trace_path = sa.trace_path;
+    std::vector<std::pair<int, int64_t>> order;
+    if (oracle)
+      for (const auto& b : oracle->result.plan.blocks)
+        if (b.selected && b.rank <= row.budget) order.push_back({b.rank, b.index});
+    std::sort(order.begin(), order.end());
+    for (auto& [rank, index] : order) o.manual_blocks.push_back(index);
+    row.plan = dptq::make_plan(trace, o);
+    row.plan.policy.name = "oracle";
+    row.plan.policy.budget = row.budget;
+    row.plan.policy.manual_blocks.clear();
+  }
+
+  const std::vector<int32_t> ids = tokenize_eval_text(model, text_path, popts.seqlen);
+  std::map<std::string, dptq::PerplexityResult> done;  // by selected block set
+  for (size_t i = 0; i < rows.size(); ++i) {
+    Row& row = rows[i];
+    const std::string key = csv_blocks(row.plan);
+    if (auto it = done.find(key); it != done.end()) {
+      row.r = it->second;
+    } else {
+      dptq::set_activation_plan(model, row.plan, sa.trace_path);
+      dptq::Progress progress;
+      progress.on_update = StderrProgress{"sweep " + std::to_string(i + 1) + "/" + std::to_string(rows.size()) + " " +
+                                          row.policy + " k=" + std::to_string(row.budget)};
+      row.r = dptq::perplexity(model, ids, popts, &progress);
+      done[key] = row.r;
+    }
+    std::fprintf(stderr, "[sweep] %s %s budget %lld blocks [%s]: ppl %.4f\n", qa.method.c_str(), row.policy.c_str(),
+                 (long long)row.budget, key.c_str(), row.r.ppl);
+  }
+
+  std::string csv = "method,policy,budget,blocks,ppl,nll_mean,windows,seqlen,tokens,seconds\n";
+  json jrows = json::array();
+  for (const Row& row : rows) {
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "%s,%s,%lld,%s,%.6f,%.8f,%lld,%lld,%lld,%.1f\n", qa.method.c_str(), row.policy.c_str(),
+                  (long long)row.budget, csv_blocks(row.plan).c_str(), row.r.ppl, row.r.nll_mean, (long long)row.r.windows,
+                  (long long)popts.seqlen, (long long)row.r.tokens, row.r.seconds);
+    csv += buf;
+    jrows.push_back({{"method", qa.method}, {"policy", row.policy}, {"budget", row.budget}, {"blocks", csv_blocks(row.plan)},
+                     {"ppl", row.r.ppl}, {"nll_mean", row.r.nll_mean}, {"windows", row.r.windows}, {"tokens", row.r.tokens},
+                     {"seconds", row.r.seconds}});
+  }
+  dptq::AtomicFile f(sa.out);
+  f.write(csv.data(), csv.size());
+  f.commit();
+  if (as_json) {
+    json j = {{"csv", sa.out}, {"model", model_path}, {"text", text_path}, {"method", qa.method}, {"seqlen", popts.seqlen},
+              {"max_windows", popts.max_windows}, {"rows", jrows}};
+    if (oracle) j["oracle"] = oracle_json(*oracle);
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::printf("%s", csv.c_str());
+    std::printf("wrote %s\n", sa.out.c_str());
   }
   return 0;
 }
@@ -259,6 +580,36 @@ int main(int argc, char** argv) {
   ppl->add_option("--max-windows", popts.max_windows, "Evaluate only the first N windows (default: all)");
   ppl->add_option("--device", device, "cpu | cuda | auto")->capture_default_str();
   ppl->add_flag("--json", as_json, "Print one JSON object on stdout");
+  QuantArgs qa;
+  add_quant_options(ppl, qa);
+
+  std::string quant_out;
+  auto* quantize = app.add_subcommand("quantize", "Write a real quantized checkpoint (packed int4 weights, fp16 scales, "
+                                                  "quant_config.json with rotations, quantizers and the plan)");
+  quantize->add_option("MODEL", model_path, "GGUF file or HF folder")->required();
+  add_quant_options(quantize, qa);
+  quantize->add_option("--out", quant_out, "Output folder (must not exist)")->required();
+  quantize->add_option("--device", device, "cpu | cuda | auto")->capture_default_str();
+  quantize->add_flag("--json", as_json, "Print one JSON object on stdout");
+
+  SweepArgs sweep_args;
+  OracleArgs oracle_args;
+  auto* sweep = app.add_subcommand("sweep", "Perplexity vs 8-bit budget for several plan policies (weights quantized once)");
+  sweep->add_option("MODEL", model_path, "GGUF file or HF folder")->required();
+  sweep->add_option("--trace", sweep_args.trace_path, "Trace (.h5) of this model from `dptq profile`")->required();
+  sweep->add_option("--text", text_path, "Evaluation text (e.g. ../shared/data/wikitext-2-raw-test.txt)")->required();
+  sweep->add_option("--budgets", sweep_args.budgets, "Comma-separated budgets")->delimiter(',')->capture_default_str();
+  sweep->add_option("--policies", sweep_args.policies, "Comma-separated: dynamicptq, first-last, hsnr, random, oracle")
+      ->delimiter(',')->capture_default_str();
+  sweep->add_option("--seed", sweep_args.seed, "Seed of the random policy")->capture_default_str();
+  sweep->add_option("--seqlen", popts.seqlen, "Window length in tokens")->capture_default_str();
+  sweep->add_option("--max-windows", popts.max_windows, "Evaluate only the first N windows (default: all)");
+  sweep->add_option("--oracle-windows", oracle_args.windows, "oracle: held-out windows from the end of --calib")->capture_default_str();
+  sweep->add_option("--oracle-seqlen", oracle_args.seqlen, "oracle: held-out window length")->capture_default_str();
+  sweep->add_option("--out", sweep_args.out, "Output CSV")->required();
+  sweep->add_option("--device", device, "cpu | cuda | auto")->capture_default_str();
+  sweep->add_flag("--json", as_json, "Print one JSON object on stdout");
+  add_quant_options(sweep, qa, /*with_plan=*/false);
 
   dptq::ProfileOptions prof;
   std::string out_path, trace_path;
@@ -282,12 +633,17 @@ int main(int argc, char** argv) {
   std::string plan_out;
   auto* plan = app.add_subcommand("plan", "Choose the blocks that get 8-bit activations from a trace (a DynamicPTQ precision plan)");
   plan->add_option("TRACE", trace_path, "Trace file (.h5) from `dptq profile`")->required();
-  plan->add_option("--policy", plan_opts.policy, "dynamicptq | hsnr | first-last | manual | random")->capture_default_str();
+  plan->add_option("--policy", plan_opts.policy, "dynamicptq | hsnr | first-last | manual | random | oracle")->capture_default_str();
   auto* budget = plan->add_option("--budget", plan_opts.budget, "Number of blocks that get 8-bit activations");
   plan->add_option("--jr-threshold", plan_opts.jr_threshold, "dynamicptq: select every block with JR p99 >= X")->excludes(budget);
   plan->add_option("--blocks", plan_opts.manual_blocks, "manual: block indices")->delimiter(',');
   plan->add_option("--seed", plan_opts.seed, "random: seed");
   plan->add_option("--method", plan_opts.base_method, "Base method recorded in the plan (default: from the trace's rotation)");
+  plan->add_option("--model", oracle_args.model_path, "oracle: the model to measure");
+  plan->add_option("--oracle-windows", oracle_args.windows, "oracle: held-out windows from the end of --calib")->capture_default_str();
+  plan->add_option("--oracle-seqlen", oracle_args.seqlen, "oracle: held-out window length")->capture_default_str();
+  plan->add_option("--calib", qa.q.calib, "oracle: calibration text (held-out slice; GPTQ)")->capture_default_str();
+  plan->add_option("--device", device, "cpu | cuda | auto")->capture_default_str();
   plan->add_option("--out", plan_out, "Output plan (.plan.json)")->required();
   plan->add_flag("--json", as_json, "Print one JSON object on stdout");
 
@@ -302,10 +658,12 @@ int main(int argc, char** argv) {
 
   try {
     if (*info) return cmd_info(model_path, as_json);
-    if (*ppl) return cmd_ppl(model_path, text_path, popts, device, as_json);
+    if (*ppl) return cmd_ppl(model_path, text_path, popts, device, qa, as_json);
+    if (*quantize) return cmd_quantize(model_path, qa, quant_out, device, as_json);
+    if (*sweep) return cmd_sweep(model_path, text_path, sweep_args, popts, qa, oracle_args, device, as_json);
     if (*profile) return cmd_profile(model_path, prof, out_path, device, as_json);
     if (*report) return cmd_report(trace_path, as_json);
-    if (*plan) return cmd_plan(trace_path, plan_opts, plan_out, as_json);
+    if (*plan) return cmd_plan(trace_path, plan_opts, plan_out, qa, oracle_args, device, as_json);
   } catch (const dptq::Error& e) {
     std::fprintf(stderr, "dptq: error: %s\n", e.what());
     return kUserError;

@@ -8,6 +8,7 @@
 
 #include "dptq/error.hpp"
 #include "dptq/model_torch.hpp"
+#include "dptq/quant.hpp"
 
 namespace dptq {
 
@@ -79,10 +80,64 @@ at::Tensor embed_tokens(const Model& model, const at::Tensor& ids) {
   return at::embedding(impl.w.embed, ids.to(impl.device, at::kLong));
 }
 
+namespace {
+
+// The activation quantizer of one site: per token, `bits` (>= 16: off), the plan's clip ratios.
+at::Tensor quant_act(const QuantState* q, const at::Tensor& x, int bits) {
+  if (!q || bits >= 16) return x;
+  const QuantizerSettings& s = q->settings;
+  ActQuantConfig cfg{bits, s.act_asymmetric, bits <= 4 ? s.act_clip_4bit : s.act_clip_8bit, 0};
+  return fake_quant(x, cfg);
+}
+
+// The KV-cache quantizer on [heads, T, hd]: groups of min(128, hd) (or the plan's group size).
+at::Tensor quant_kv(const QuantState* q, const at::Tensor& x) {
+  if (!q || !q->kv_quant || q->settings.kv_bits >= 16) return x;
+  const QuantizerSettings& s = q->settings;
+  const int64_t hd = x.size(-1);
+  ActQuantConfig cfg{s.kv_bits, true, s.kv_clip, s.kv_group_size > 0 ? s.kv_group_size : std::min<int64_t>(128, hd)};
+  return fake_quant(x, cfg);
+}
+
+}  // namespace
+
+at::Tensor Rotation::apply(const at::Tensor& x) const {
+  if (!defined()) return x;
+  const int64_t n = size(), b = B.size(0), a = n / b;
+  if (x.size(-1) != n)
+    throw Error(ErrorKind::Shape, "", "rotation of order " + std::to_string(n) + " applied to rows of " + std::to_string(x.size(-1)));
+  const auto sizes = x.sizes().vec();
+  // Plain 2-D GEMMs (batched tiny matmuls are far slower on CPU): X·B on rows of b, then Aᵀ·X as
+  // (Xᵀ·A)ᵀ on the transposed [N, b, a] view.
+  at::Tensor y = x.reshape({-1, n});
+  if (signs.defined()) y = y * signs;
+  y = at::mm(y.reshape({-1, b}), B);
+  if (A.defined()) {
+    const int64_t N = y.numel() / n;
+    y = at::mm(y.view({N, a, b}).transpose(1, 2).reshape({-1, a}), A).view({N, b, a}).transpose(1, 2);
+  }
+  if (scale != 1.0) y = y * scale;
+  return y.reshape(sizes);
+}
+
+at::Tensor Rotation::dense() const {
+  const int64_t n = size();
+  return apply(at::eye(n, B.options()));
+}
+
+Rotation Rotation::to(at::Device device, at::ScalarType dtype) const {
+  Rotation r = *this;
+  for (at::Tensor* t : {&r.signs, &r.A, &r.B})
+    if (t->defined()) *t = t->to(device, dtype);
+  return r;
+}
+
 at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h, const RopeTables& rope,
                          ForwardTaps* taps) {
   const ModelConfig& c = model.config();
   const LayerWeights& L = model.impl().w.layers.at(size_t(layer));
+  const QuantState* qs = model.impl().quant.get();
+  const SiteBits bits = qs ? qs->act_bits.at(size_t(layer)) : SiteBits{16, 16, 16, 16};
   const int64_t T = h.size(0), hd = c.head_dim;
   const uint32_t want = taps ? taps->wants(layer) : 0u;
   auto tap = [&](TapPoint p, const at::Tensor& x) {
@@ -90,7 +145,7 @@ at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h,
   };
 
   tap(kTapBlockInput, h);
-  const at::Tensor x = rms_norm(h, L.attn_norm, c.rms_eps);
+  const at::Tensor x = quant_act(qs, rms_norm(h, L.attn_norm, c.rms_eps), bits.qkv);
   tap(kTapQkv, x);
   at::Tensor q = linear(x, L.wq, L.bq).view({T, c.n_heads, hd}).transpose(0, 1);
   at::Tensor k = linear(x, L.wk, L.bk).view({T, c.n_kv_heads, hd}).transpose(0, 1);
@@ -98,6 +153,13 @@ at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h,
   const at::Tensor cos = rope.cos.narrow(0, 0, T), sin = rope.sin.narrow(0, 0, T);
   q = q * cos + rotate_half(q) * sin;
   k = k * cos + rotate_half(k) * sin;
+  if (qs) {
+    // QuaRot: a head-wise rotation of queries and keys after RoPE leaves q·kᵀ unchanged and
+    // spreads the keys' outliers before the KV-cache quantizer; V is rotated offline (R2 in v/o).
+    q = qs->k.apply(q);
+    k = quant_kv(qs, qs->k.apply(k));
+    v = quant_kv(qs, v);
+  }
   if (want & kTapK) tap(kTapK, k.transpose(0, 1).reshape({T, c.n_kv_heads * hd}));
   if (want & kTapV) tap(kTapV, v.transpose(0, 1).reshape({T, c.n_kv_heads * hd}));
   // Causal attention; Mistral's sliding window additionally hides keys more than `window` back.
@@ -110,14 +172,18 @@ at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h,
   const at::Tensor attn = at::scaled_dot_product_attention(
       q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), mask, /*dropout_p=*/0.0,
       /*is_causal=*/!mask.has_value(), /*scale=*/1.0 / std::sqrt(double(hd)), /*enable_gqa=*/true);
-  const at::Tensor o = attn.squeeze(0).transpose(0, 1).reshape({T, c.n_heads * hd});
+  at::Tensor o = attn.squeeze(0).transpose(0, 1).reshape({T, c.n_heads * hd});
+  if (qs && qs->heads.defined())  // online rotation across heads: o [T, nh, hd] -> mix the nh axis
+    o = qs->heads.apply(o.view({T, c.n_heads, hd}).transpose(1, 2)).transpose(1, 2).reshape({T, c.n_heads * hd});
+  o = quant_act(qs, o, bits.o);
   tap(kTapO, o);
   const at::Tensor a = h + at::linear(o, L.wo);
   tap(kTapAttnResidual, a);
 
-  const at::Tensor y = rms_norm(a, L.mlp_norm, c.rms_eps);
+  const at::Tensor y = quant_act(qs, rms_norm(a, L.mlp_norm, c.rms_eps), bits.gate_up);
   tap(kTapGateUp, y);
-  const at::Tensor g = at::silu(at::linear(y, L.w_gate)) * at::linear(y, L.w_up);
+  at::Tensor g = at::silu(at::linear(y, L.w_gate)) * at::linear(y, L.w_up);
+  if (qs) g = quant_act(qs, qs->down.apply(g), bits.down);
   tap(kTapDown, g);
   at::Tensor out = a + at::linear(g, L.w_down);
   tap(kTapBlockOutput, out);
@@ -148,7 +214,19 @@ at::Tensor forward_logits(const Model& model, const at::Tensor& ids) {
 
 double window_nll_sum(const Model& model, const at::Tensor& ids) {
   c10::InferenceMode inference_mode;
-  const at::Tensor hidden = last_hidden(model, ids);
+  const int64_t T = ids.size(0);
+  if (T > model.config().max_context && model.config().max_context > 0)
+    throw Error(ErrorKind::InvalidArgument, "", "sequence of " + std::to_string(T) +
+                " tokens exceeds the model context " + std::to_string(model.config().max_context));
+  const RopeTables rope = rope_tables(model, T);
+  at::Tensor h = embed_tokens(model, ids);
+  for (int64_t l = 0; l < model.config().n_layers; ++l) h = decoder_block(model, l, h, rope);
+  return stream_nll_sum(model, h, ids);
+}
+
+double stream_nll_sum(const Model& model, const at::Tensor& h_last, const at::Tensor& ids) {
+  c10::InferenceMode inference_mode;
+  const at::Tensor hidden = final_norm(model, h_last);
   const at::Tensor targets = ids.to(hidden.device(), at::kLong);
   const int64_t T = ids.size(0);
   constexpr int64_t kChunk = 512;  // [512, V] logits at a time

@@ -9,6 +9,7 @@
 #include "dptq/error.hpp"
 #include "dptq/model_torch.hpp"
 #include "dptq/safetensors.hpp"
+#include "hf_files.hpp"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -57,7 +58,9 @@ json bpe_tokenizer_json(const TokenizerSpec& s) {
                 {"ignore_merges", false}, {"vocab", vocab}, {"merges", s.merges}}}};
 }
 
-json config_json(const ModelConfig& c) {
+}  // namespace
+
+json hf_config_json(const ModelConfig& c) {
   static const std::map<std::string, std::string> arch_class = {
       {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}};
   json j = {{"architectures", {arch_class.at(c.arch)}},
@@ -92,34 +95,49 @@ void write_text(const fs::path& p, const std::string& text) {
   if (!out) throw Error(ErrorKind::Io, p.string(), "write failed");
 }
 
-}  // namespace
+void write_hf_metadata(const Model& model, const ModelConfig& config, const fs::path& dir) {
+  const TokenizerSpec& spec = model.impl().tokenizer_spec;
+  write_text(dir / "config.json", hf_config_json(config).dump(2));
+  json tcfg = {{"add_bos_token", spec.add_bos}, {"tokenizer_class", "PreTrainedTokenizerFast"}};
+  if (spec.bos_id >= 0 && size_t(spec.bos_id) < spec.tokens.size()) tcfg["bos_token"] = spec.tokens[size_t(spec.bos_id)];
+  if (spec.eos_id >= 0 && size_t(spec.eos_id) < spec.tokens.size()) tcfg["eos_token"] = spec.tokens[size_t(spec.eos_id)];
+  if (spec.kind == TokenizerSpec::Kind::SentencePiece) {
+    if (spec.spm_model.empty())
+      throw Error(ErrorKind::Unsupported, dir.string(), "no SentencePiece model bytes to write (GGUF SentencePiece vocabularies)");
+    tcfg["tokenizer_class"] = "LlamaTokenizer";
+    write_text(dir / "tokenizer.model", spec.spm_model);
+  } else {
+    write_text(dir / "tokenizer.json", bpe_tokenizer_json(spec).dump());
+  }
+  write_text(dir / "tokenizer_config.json", tcfg.dump(2));
+}
 
-void save_hf_folder(const Model& model, const fs::path& out) {
+fs::path begin_folder(const fs::path& out) {
   std::error_code ec;
   if (fs::exists(out, ec)) throw Error(ErrorKind::InvalidArgument, out.string(), "output folder already exists");
-  const ModelWeights& w = model.impl().w;
-  if (w.rope_freq_factors.defined())
-    throw Error(ErrorKind::Unsupported, out.string(), "GGUF rope frequency factors have no HF config equivalent yet");
   const fs::path tmp = out.string() + ".tmp-" + std::to_string(::getpid());
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   if (ec) throw Error(ErrorKind::Io, tmp.string(), "cannot create folder: " + ec.message());
-  try {
-    const TokenizerSpec& spec = model.impl().tokenizer_spec;
-    write_text(tmp / "config.json", config_json(model.config()).dump(2));
-    json tcfg = {{"add_bos_token", spec.add_bos}, {"tokenizer_class", "PreTrainedTokenizerFast"}};
-    if (spec.bos_id >= 0 && size_t(spec.bos_id) < spec.tokens.size()) tcfg["bos_token"] = spec.tokens[size_t(spec.bos_id)];
-    if (spec.eos_id >= 0 && size_t(spec.eos_id) < spec.tokens.size()) tcfg["eos_token"] = spec.tokens[size_t(spec.eos_id)];
-    if (spec.kind == TokenizerSpec::Kind::SentencePiece) {
-      if (spec.spm_model.empty())
-        throw Error(ErrorKind::Unsupported, out.string(), "no SentencePiece model bytes to write (GGUF SentencePiece vocabularies)");
-      tcfg["tokenizer_class"] = "LlamaTokenizer";
-      write_text(tmp / "tokenizer.model", spec.spm_model);
-    } else {
-      write_text(tmp / "tokenizer.json", bpe_tokenizer_json(spec).dump());
-    }
-    write_text(tmp / "tokenizer_config.json", tcfg.dump(2));
+  return tmp;
+}
 
+void commit_folder(const fs::path& tmp, const fs::path& out) {
+  std::error_code ec;
+  if (fs::exists(out, ec)) throw Error(ErrorKind::InvalidArgument, out.string(), "output folder already exists");
+  fs::rename(tmp, out, ec);
+  if (ec) throw Error(ErrorKind::Io, out.string(), "cannot rename the finished folder into place: " + ec.message());
+}
+
+void save_hf_folder(const Model& model, const fs::path& out) {
+  const ModelWeights& w = model.impl().w;
+  if (w.rope_freq_factors.defined())
+    throw Error(ErrorKind::Unsupported, out.string(), "GGUF rope frequency factors have no HF config equivalent yet");
+  if (model.impl().quant)
+    throw Error(ErrorKind::Unsupported, out.string(), "a quantized model is saved with save_quantized_checkpoint");
+  const fs::path tmp = begin_folder(out);
+  try {
+    write_hf_metadata(model, model.config(), tmp);
     std::vector<at::Tensor> keep;  // contiguous fp32 CPU copies alive until written
     std::vector<WriteEntry> entries;
     for (auto& [name, t] : named_weights(model)) {
@@ -129,9 +147,9 @@ void save_hf_folder(const Model& model, const fs::path& out) {
                          size_t(c.numel()) * 4});
     }
     write_safetensors(tmp / "model.safetensors", entries, {{"format", "pt"}});
-    fs::rename(tmp, out, ec);
-    if (ec) throw Error(ErrorKind::Io, out.string(), "cannot rename the finished folder into place: " + ec.message());
+    commit_folder(tmp, out);
   } catch (...) {
+    std::error_code ec;
     fs::remove_all(tmp, ec);
     throw;
   }

@@ -11,6 +11,8 @@
 #include "dptq/error.hpp"
 #include "dptq/gguf.hpp"
 #include "dptq/model_torch.hpp"
+#include "dptq/quantize.hpp"
+#include "hf_files.hpp"
 #include "dptq/safetensors.hpp"
 #include "dptq/sha256.hpp"
 
@@ -351,8 +353,13 @@ void place(Model::Impl& impl, const LoadOptions& opts) {
 
 }  // namespace
 
+ModelConfig read_hf_config(const fs::path& folder) { return hf_config(folder); }
+int64_t model_param_count(const ModelConfig& c) { return count_params(c); }
+std::string tokenizer_kind_name(const TokenizerSpec& s) { return tokenizer_kind(s); }
+
 ModelInfo inspect_model(const fs::path& path) {
   require_exists(path);
+  if (is_quantized_checkpoint(path)) return inspect_quantized_checkpoint(path);
   if (is_hf_folder(path)) {
     const TokenizerSpec spec = load_hf_tokenizer_spec(path);
     return hf_info(path, spec, read_safetensors_index(path));
@@ -363,6 +370,7 @@ ModelInfo inspect_model(const fs::path& path) {
 
 Model load_model(const fs::path& path, const LoadOptions& opts) {
   require_exists(path);
+  if (is_quantized_checkpoint(path)) return load_quantized_checkpoint(path, opts);
   auto impl = std::make_unique<Model::Impl>();
   std::map<std::string, at::Tensor> tensors;
   std::string file = path.string();

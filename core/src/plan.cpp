@@ -635,6 +635,8 @@ Plan make_plan(const Trace& trace, const PlanOptions& o) {
   auto bad = [](const std::string& why) { throw Error(ErrorKind::InvalidArgument, "", why); };
   if (!is_one_of(o.policy, kPlanPolicies))
     bad("unknown policy \"" + o.policy + "\" (known: " + join_names(kPlanPolicies) + ")");
+  if (o.policy == "oracle")
+    bad("policy oracle measures perplexity and needs the model: dptq plan TRACE --policy oracle --model MODEL");
   std::string base = o.base_method;
   if (base.empty()) base = trace.meta.rotation == "quarot" ? "quarot-rtn" : "rtn";
   if (!is_one_of(base, kBaseMethods))
@@ -740,6 +742,25 @@ void write_plan(const Plan& plan, const fs::path& path) {
   AtomicFile out(path);
   out.write(text.data(), text.size());
   out.commit();
+}
+
+std::string plan_to_json(const Plan& plan) {
+  validate_plan(plan);
+  try {
+    return to_json(plan).dump(2);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorKind::InvalidArgument, "", "cannot encode the plan as JSON: " + json_message(e));
+  }
+}
+
+Plan plan_from_json(const std::string& text, const std::string& where) {
+  ojson j;
+  try {
+    j = ojson::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw Error(ErrorKind::Format, where, "not valid JSON (truncated or corrupt?): " + json_message(e));
+  }
+  return from_json(j, where);
 }
 
 Plan read_plan(const fs::path& path) {

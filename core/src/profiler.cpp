@@ -50,23 +50,30 @@ std::string builtin_calibration_text() {
   return text;
 }
 
+std::vector<int32_t> calibration_tokens(const Model& model, const std::string& calib) {
+  const bool builtin = calib == "builtin";
+  const std::string text = builtin ? builtin_calibration_text() : read_text_file(calib);
+  const std::string source = builtin ? (assets_dir() / "calibration").string() : calib;
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos)
+    throw Error(ErrorKind::InvalidArgument, source, "calibration text is empty");
+  return model.tokenizer().encode(text, /*with_bos=*/true);
+}
+
 std::vector<std::vector<int32_t>> calibration_windows(const Model& model, const ProfileOptions& o) {
   if (o.samples < 1) throw Error(ErrorKind::InvalidArgument, "", "--samples must be at least 1");
   if (o.seqlen < 2) throw Error(ErrorKind::InvalidArgument, "", "--seqlen must be at least 2 (got " + std::to_string(o.seqlen) + ")");
   const int64_t ctx = model.config().max_context;
   if (ctx > 0 && o.seqlen > ctx)
     throw Error(ErrorKind::InvalidArgument, "", "--seqlen " + std::to_string(o.seqlen) + " exceeds the model context " + std::to_string(ctx));
-  const bool builtin = o.calib == "builtin";
-  const std::string text = builtin ? builtin_calibration_text() : read_text_file(o.calib);
-  const std::string source = builtin ? (assets_dir() / "calibration").string() : o.calib;
-  if (text.find_first_not_of(" \t\r\n") == std::string::npos)
-    throw Error(ErrorKind::InvalidArgument, source, "calibration text is empty");
-  const std::vector<int32_t> ids = model.tokenizer().encode(text, /*with_bos=*/true);
-  if (int64_t(ids.size()) < o.seqlen)
+  const std::string source = o.calib == "builtin" ? (assets_dir() / "calibration").string() : o.calib;
+  const std::vector<int32_t> ids = calibration_tokens(model, o.calib);
+  const int64_t usable = int64_t(ids.size()) - std::max<int64_t>(o.holdout_tokens, 0);
+  if (usable < o.seqlen)
     throw Error(ErrorKind::InvalidArgument, source, "calibration text has " + std::to_string(ids.size()) +
-                " tokens, fewer than one window of --seqlen " + std::to_string(o.seqlen));
+                " tokens" + (o.holdout_tokens > 0 ? " (" + std::to_string(o.holdout_tokens) + " held out)" : std::string()) +
+                ", fewer than one window of --seqlen " + std::to_string(o.seqlen));
   std::mt19937_64 rng(o.seed);
-  std::uniform_int_distribution<int64_t> start(0, int64_t(ids.size()) - o.seqlen);
+  std::uniform_int_distribution<int64_t> start(0, usable - o.seqlen);
   std::vector<std::vector<int32_t>> windows;
   for (int64_t s = 0; s < o.samples; ++s) {
     const int64_t b = start(rng);

@@ -6,9 +6,14 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <map>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "dptq/model.hpp"
+#include "dptq/plan.hpp"
+#include "dptq/weight_quant.hpp"
 
 namespace dptq {
 
@@ -28,6 +33,51 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
 };
 
+// An orthogonal map x -> x·R applied to the last dimension at run time (QuaRot's online
+// rotations). R = diag(signs) · (A ⊗ B) · scale, applied as (x ⊙ signs) viewed [.., a, b] -> Aᵀ X B:
+// a Sylvester-times-Paley Hadamard of order 1536 costs two small matmuls instead of a 1536² one.
+// A dense orthogonal matrix is the case a = 1 (A undefined). Undefined R (B undefined) = identity.
+struct Rotation {
+  at::Tensor signs;  // [n] ±1, or undefined
+  at::Tensor A;      // [a, a], or undefined (a = 1)
+  at::Tensor B;      // [b, b]; undefined = no rotation
+  double scale = 1.0;
+  std::string kind;  // "random_hadamard" | "random_orthogonal" | "matrix" (recorded in checkpoints)
+  uint64_t seed = 0;
+
+  bool defined() const { return B.defined(); }
+  int64_t size() const { return B.defined() ? B.size(0) * (A.defined() ? A.size(0) : 1) : 0; }
+  at::Tensor apply(const at::Tensor& x) const;  // x [..., n] -> x·R (x's dtype)
+  at::Tensor dense() const;                     // R [n, n] fp32
+  Rotation to(at::Device device, at::ScalarType dtype) const;
+};
+
+// The seeded random Hadamard diag(±1)·H/√n of rotation.hpp in factored form (same matrix as
+// random_hadamard(n, seed)), or the seeded random orthogonal fallback when no Hadamard order fits.
+Rotation make_random_rotation(int64_t n, uint64_t seed);
+Rotation make_dense_rotation(const at::Tensor& R, std::string kind, uint64_t seed = 0);
+
+// Per-block activation and KV quantizers of a quantized model plus its online rotations. Weights
+// are already rotated and replaced by their dequantized 4-bit values in ModelWeights; `qweights`
+// keeps the codes and scales for the checkpoint writer.
+struct QuantState {
+  std::string method;     // "rtn" | "gptq" | "quarot-rtn" | "quarot-gptq" | "none"
+  bool rotated = false;   // QuaRot rotations folded in
+  std::string r1_source;  // "random_hadamard seed N" | "file PATH" (provenance)
+  uint64_t rotation_seed = 0;
+  QuantizerSettings settings;     // plan's quantizer settings (clips, KV, weight bits)
+  std::vector<SiteBits> act_bits; // per block; a site with bits >= 16 is not quantized
+  bool kv_quant = true;
+  bool act_quant = true;  // false: weight-only (activations and KV cache stay FP, whatever the plan)
+  Rotation down;   // online, input of down_proj
+  Rotation heads;  // online across heads, input of o_proj
+  Rotation k;      // online on queries and keys after RoPE (head-wise)
+  std::vector<at::Tensor> r2;  // per block [hd, hd] fused into v/o (provenance for checkpoints)
+  at::Tensor r1;               // [d, d] fused (provenance)
+  Plan plan;                   // the plan whose bits are in act_bits
+  std::map<std::string, QuantizedWeight> qweights;  // HF weight name -> codes / scales
+};
+
 struct Model::Impl {
   ModelInfo info;
   TokenizerSpec tokenizer_spec;  // kept to write the tokenizer back out (save_hf_folder)
@@ -35,6 +85,7 @@ struct Model::Impl {
   ModelWeights w;
   at::Device device = at::kCPU;
   at::ScalarType dtype = at::kFloat;
+  std::shared_ptr<QuantState> quant;  // set by quantize_model / a quantized checkpoint
 };
 
 // Name -> tensor in HF naming ("model.layers.3.self_attn.q_proj.weight", ...), for writers.
@@ -79,5 +130,7 @@ at::Tensor forward_logits(const Model& model, const at::Tensor& ids);
 // Sum of next-token NLL over positions 0..T-2 of `ids` [T], computing logits in chunks so the
 // [T, V] matrix never exists at once.
 double window_nll_sum(const Model& model, const at::Tensor& ids);
+// The same from the last residual stream h_L [T, d] (before the final norm) of `ids`.
+double stream_nll_sum(const Model& model, const at::Tensor& h_last, const at::Tensor& ids);
 
 }  // namespace dptq

@@ -25,6 +25,8 @@
 //   first-last  the first ceil(k/2) and the last floor(k/2) blocks
 //   manual      exactly `manual_blocks`, ranked in list order
 //   random      `budget` blocks drawn uniformly without replacement, seeded (sweep baseline)
+//   oracle      greedy by measured perplexity on held-out text (needs the model: oracle_plan in
+//               dptq/quantize.hpp; make_plan refuses it); score = the block's single-step gain
 // A selected block gets 8 bits at all four sites; every other block keeps 4. Weights and the KV
 // cache stay 4-bit in every block.
 #pragma once
@@ -45,7 +47,7 @@ inline constexpr int kPlanVersionMinor = 0;
 
 // Names accepted for PlanOptions::policy / PlanPolicy::name and Plan::base_method.
 inline constexpr const char* kPlanPolicies[] = {"dynamicptq", "hsnr", "first-last", "manual",
-                                                "random"};
+                                                "random", "oracle"};
 inline constexpr const char* kBaseMethods[] = {"quarot-rtn", "quarot-gptq", "rtn", "gptq", "none"};
 
 // Activation bits at the input of q/k/v_proj, o_proj, gate/up_proj and down_proj; 4 or 8.
@@ -158,6 +160,11 @@ void write_plan(const Plan& plan, const std::filesystem::path& path);
 // a block index missing / repeated / out of range, inconsistent ranks. Every message is one line
 // naming the file. Blocks come back sorted by index.
 Plan read_plan(const std::filesystem::path& path);
+
+// The plan as the JSON text of a plan file (validated first), and back (the same checks as
+// read_plan, errors naming `where`): quantized checkpoints embed their plan this way.
+std::string plan_to_json(const Plan& plan);
+Plan plan_from_json(const std::string& text, const std::string& where);
 
 // Refuses to apply a plan to another model: Error(InvalidArgument, plan_path, "plan was made for
 // model <first 12 hex of the plan's fingerprint>…, not <model's>…") when the fingerprints differ,

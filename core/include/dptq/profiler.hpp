@@ -27,6 +27,7 @@ struct ProfileOptions {
   double massive_abs_threshold = 100.0;
   double massive_rel_threshold = 1000.0;
   int64_t topk = 16;               // massive-activation candidates kept per stream
+  int64_t holdout_tokens = 0;      // windows never reach into the text's last N tokens (held out)
 };
 
 // The built-in calibration corpus: assets/calibration/*.txt in byte-wise file-name order joined
@@ -35,9 +36,12 @@ std::string builtin_calibration_text();
 std::filesystem::path assets_dir();
 
 // Token windows: the whole calibration text tokenized once, `samples` windows of `seqlen` tokens
-// starting at offsets drawn uniformly with mt19937_64(seed) (GPTQ-style random crops).
+// starting at offsets drawn uniformly with mt19937_64(seed) (GPTQ-style random crops), none of
+// them reaching into the last `holdout_tokens` tokens.
 // Throws InvalidArgument for samples < 1, seqlen < 2 or > context, or text shorter than seqlen;
 // Io for an unreadable file.
+// The whole calibration text ("builtin" or a file) tokenized once, with BOS.
+std::vector<int32_t> calibration_tokens(const Model& model, const std::string& calib);
 std::vector<std::vector<int32_t>> calibration_windows(const Model& model, const ProfileOptions& opts);
 
 using TraceCallback = std::function<void(const Trace&)>;
