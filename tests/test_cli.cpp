@@ -1,10 +1,14 @@
 // The `dptq` binary end to end: bad inputs give exactly one line naming the file and exit code 2;
 // good inputs give parseable --json.
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <algorithm>
+#include <cmath>
+#include <functional>
 #include <sstream>
 
 #include "dptq/model.hpp"
@@ -283,4 +287,138 @@ TEST_CASE("plan: from a trace to a plan file; bad budgets and indices") {
   check_user_error(dptq_cli("plan " + q(trace) + " --policy manual --blocks 0,7 --out " + q(out)), "7");
   check_user_error(dptq_cli("plan " + q(trace) + " --policy magic --budget 1 --out " + q(out)), "magic");
   CHECK_FALSE(fs::exists(out));
+}
+
+namespace {
+
+// A plan of the tiny model with one 8-bit block, and its JSON for patching.
+fs::path tiny_plan() {
+  static const fs::path plan = [] {
+    const fs::path p = fx().dir / "k1.plan.json";
+    fs::remove(p);
+    const Run r = dptq_cli("plan " + q(tiny_trace().trace) + " --policy dynamicptq --budget 1 --method quarot-rtn --out " + q(p));
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+    return p;
+  }();
+  return plan;
+}
+
+fs::path patched_plan(const std::string& name, const std::function<void(json&)>& patch) {
+  json j = json::parse(slurp(tiny_plan()));
+  patch(j);
+  const fs::path p = fx().dir / name;
+  std::ofstream(p) << j.dump(2);
+  return p;
+}
+
+double ppl_of(const Run& r) {
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  return json::parse(r.out)["ppl"].get<double>();
+}
+
+}  // namespace
+
+TEST_CASE("quantize: a real checkpoint reloads to the simulated model's perplexity") {
+  const auto& f = fx();
+  const fs::path ck = f.dir / "ckpt";
+  fs::remove_all(ck);
+  Run r = dptq_cli("quantize " + q(f.gguf) + " --plan " + q(tiny_plan()) + " --out " + q(ck) + " --json");
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  const json j = json::parse(r.out);
+  CHECK(j["method"] == "quarot-rtn");  // from the plan
+  CHECK(j["linear_ratio_vs_fp16"].get<double>() <= 0.30);
+  CHECK(fs::exists(ck / "quant_config.json"));
+  const json cfg = json::parse(slurp(ck / "quant_config.json"));
+  CHECK(cfg["format"] == "dptq-quantized");
+  CHECK(cfg["plan"]["policy"]["name"] == "dynamicptq");
+  CHECK(cfg["rotations"]["online"]["down_proj_input"]["kind"].is_string());
+  r = dptq_cli("info " + q(ck) + " --json");
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  CHECK(json::parse(r.out)["format"] == "dptq-quantized");
+  CHECK(json::parse(r.out)["stored_types"]["int4"] == 7 * 2);  // 7 linears x 2 blocks
+
+  const std::string text = " --text " + q(f.text) + " --seqlen 64 --json";
+  const double reloaded = ppl_of(dptq_cli("ppl " + q(ck) + text));
+  const double simulated = ppl_of(dptq_cli("ppl " + q(f.gguf) + " --plan " + q(tiny_plan()) + text));
+  const double fp = ppl_of(dptq_cli("ppl " + q(f.gguf) + text));
+  MESSAGE("tiny model ppl: FP " << fp << ", simulated " << simulated << ", reloaded " << reloaded);
+  CHECK(std::fabs(reloaded - simulated) <= 1e-3 * simulated);
+  CHECK(simulated != fp);
+
+  // A sweep over budgets and policies writes one CSV row per (policy, budget).
+  const fs::path csv = f.dir / "sweep.csv";
+  fs::remove(csv);
+  r = dptq_cli("sweep " + q(f.gguf) + " --trace " + q(tiny_trace().trace) + " --text " + q(f.text) +
+               " --seqlen 64 --budgets 0,1,2 --policies dynamicptq,first-last,random --method rtn --out " + q(csv) + " --json");
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  const std::string rows = slurp(csv);
+  CHECK(std::count(rows.begin(), rows.end(), '\n') == 1 + 9);
+  const json sj = json::parse(r.out);
+  CHECK(sj["rows"][0]["ppl"] == sj["rows"][3]["ppl"]);  // budget 0 is the same model for every policy
+  const std::string both = sj["rows"][2]["blocks"];     // dynamicptq at budget 2: both blocks, in rank order
+  CHECK((both == "0 1" || both == "1 0"));
+}
+
+TEST_CASE("quantize / ppl --plan: bad plans and checkpoints give one line and exit 2") {
+  const auto& f = fx();
+  const std::string text = " --text " + q(f.text) + " --seqlen 64";
+  const fs::path other = patched_plan("other.plan.json", [](json& j) {
+    j["model_fingerprint"] = std::string(64, 'a');
+    j["trace"]["model_fingerprint"] = std::string(64, 'a');
+  });
+  check_user_error(dptq_cli("ppl " + q(f.gguf) + " --plan " + q(other) + text), "plan was made for model aaaaaaaaaaaa");
+  const fs::path range = patched_plan("range.plan.json", [](json& j) { j["blocks"][1]["index"] = 99; });
+  check_user_error(dptq_cli("ppl " + q(f.gguf) + " --plan " + q(range) + text), "range.plan.json");
+  const fs::path six = patched_plan("six.plan.json", [](json& j) { j["blocks"][0]["bits"]["qkv"] = 6; });
+  check_user_error(dptq_cli("quantize " + q(f.gguf) + " --plan " + q(six) + " --out " + q(f.dir / "never")), "six.plan.json");
+  check_user_error(dptq_cli("ppl " + q(f.gguf) + " --method w3a3" + text), "unknown --method 'w3a3'");
+  check_user_error(dptq_cli("quantize " + q(f.gguf) + " --method rtn --rotations " + q(f.dir / "nope.safetensors") +
+                            " --out " + q(f.dir / "never")), "nope.safetensors");
+  CHECK_FALSE(fs::exists(f.dir / "never"));
+
+  // Checkpoints: the target exists; wrong version; truncated tensors.
+  const fs::path ck = f.dir / "ckpt-bad";
+  fs::remove_all(ck);
+  REQUIRE(dptq_cli("quantize " + q(f.gguf) + " --method rtn --out " + q(ck)).code == 0);
+  check_user_error(dptq_cli("quantize " + q(f.gguf) + " --method rtn --out " + q(ck)), "already exists");
+  const fs::path v2 = f.dir / "ckpt-v2";
+  fs::remove_all(v2);
+  fs::copy(ck, v2, fs::copy_options::recursive);
+  json cfg = json::parse(slurp(v2 / "quant_config.json"));
+  cfg["version"] = "2.0";
+  std::ofstream(v2 / "quant_config.json") << cfg.dump(2);
+  check_user_error(dptq_cli("ppl " + q(v2) + text), "unsupported checkpoint version 2.0");
+  const fs::path cut = f.dir / "ckpt-cut";
+  fs::remove_all(cut);
+  fs::copy(ck, cut, fs::copy_options::recursive);
+  truncate_file(cut / "model.safetensors", fs::file_size(cut / "model.safetensors") - 100);
+  check_user_error(dptq_cli("ppl " + q(cut) + text), "model.safetensors");
+  check_user_error(dptq_cli("info " + q(cut)), "model.safetensors");
+}
+
+TEST_CASE("kill -9 during quantize leaves nothing at the target path") {
+  const fs::path model = dptq::test::default_model();
+  DPTQ_SKIP_UNLESS(fs::exists(model), "default model not installed");
+  const fs::path dir = dptq::test::scratch_dir("cli_kill");
+  const fs::path out = dir / "ckpt";
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::freopen("/dev/null", "w", stderr);
+    execl(DPTQ_CLI, DPTQ_CLI, "quantize", model.c_str(), "--method", "rtn", "--out", out.c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  // Wait until the checkpoint is being written (its temp folder exists), then kill it hard.
+  bool writing = false;
+  for (int i = 0; i < 300000 && !writing; ++i) {  // up to 10 min (RTN of 210 matrices on a busy CPU)
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.path().filename().string().rfind("ckpt.tmp-", 0) == 0) writing = true;
+    if (!writing) usleep(2000);
+  }
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(writing);
+  CHECK(WIFSIGNALED(status));
+  CHECK_FALSE(fs::exists(out));  // only the temp folder may remain, never a partial checkpoint
 }

@@ -31,6 +31,9 @@ TEST_CASE("random rotations are orthogonal, seeded, and fall back when no Hadama
     CHECK(at::equal(R, dptq::random_hadamard(n, 7)));
     CHECK_FALSE(at::equal(R, dptq::random_hadamard(n, 8)));
   }
+  // Contiguous, so kron / view work on it (QR returns a column-major Q).
+  CHECK(dptq::random_orthogonal(9, 2).is_contiguous());
+  CHECK(at::kron(dptq::random_hadamard(9, 2), dptq::random_hadamard(4, 3)).size(0) == 36);
   // A Hadamard rotation has entries ±1/√n; the fallback for 9 does not.
   CHECK(at::allclose(dptq::random_hadamard(64, 1).abs(), at::full({64, 64}, 1.0 / 8.0, at::kDouble)));
   CHECK_FALSE(at::allclose(dptq::random_hadamard(9, 1).abs(), at::full({9, 9}, 1.0 / 3.0, at::kDouble)));

@@ -103,7 +103,7 @@ at::Tensor random_orthogonal(int64_t n, uint64_t seed) {
   for (int64_t i = 0; i < n * n; ++i) p[i] = g(rng);
   auto [Q, R] = at::linalg_qr(A);
   // Fix the signs so the result is unique for the seed (Haar-distributed).
-  return Q * at::sign(at::diagonal(R)).unsqueeze(0);
+  return (Q * at::sign(at::diagonal(R)).unsqueeze(0)).contiguous();  // QR hands back a column-major Q
 }
 
 at::Tensor random_hadamard(int64_t n, uint64_t seed) {
