@@ -129,10 +129,15 @@ dptq::Model load_for_eval(const std::string& model_path, dptq::Device dev, Quant
                           const std::optional<dptq::Plan>& plan, const char* label) {
   std::fprintf(stderr, "[%s] loading %s\n", label, model_path.c_str());
   dptq::Model model = dptq::load_model(model_path, {dev});
-  if (a.method.empty() || dptq::is_quantized(model)) {
-    if (plan && dptq::is_quantized(model)) dptq::set_activation_plan(model, *plan, a.plan_path);
+  if (dptq::is_quantized(model)) {  // a checkpoint: its weights are fixed, a plan may change activation bits
+    const std::string have = dptq::model_plan(model).base_method;
+    if (!a.method.empty() && a.method != have && !(plan && a.method == plan->base_method))
+      throw dptq::Error(dptq::ErrorKind::InvalidArgument, model_path, "is a " + have + " checkpoint; --method " + a.method +
+                        " cannot change its weights");
+    if (plan) dptq::set_activation_plan(model, *plan, a.plan_path);
     return model;
   }
+  if (a.method.empty()) return model;
   dptq::Progress progress;
   progress.on_update = StderrProgress{std::string(label) + " " + a.method};
   const auto t0 = std::chrono::steady_clock::now();

@@ -422,3 +422,25 @@ TEST_CASE("kill -9 during quantize leaves nothing at the target path") {
   CHECK(WIFSIGNALED(status));
   CHECK_FALSE(fs::exists(out));  // only the temp folder may remain, never a partial checkpoint
 }
+
+TEST_CASE("plan --policy oracle measures every block and records the greedy choice") {
+  const auto& f = fx();
+  const fs::path plan = f.dir / "oracle.plan.json";
+  fs::remove(plan);
+  const Run r = dptq_cli("plan " + q(tiny_trace().trace) + " --policy oracle --budget 1 --model " + q(f.gguf) +
+                         " --method quarot-rtn --calib " + q(f.calib) + " --oracle-windows 2 --oracle-seqlen 32 --out " +
+                         q(plan) + " --json");
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  const json j = json::parse(r.out);
+  const json& o = j["oracle"];
+  REQUIRE(o["single_gain"].size() == 2);
+  // The chosen block is the one with the larger single-block gain, and its step ppl is that ppl.
+  const int best = o["single_gain"][0].get<double>() >= o["single_gain"][1].get<double>() ? 0 : 1;
+  CHECK(j["selected"][0]["block"] == best);
+  CHECK(o["step_ppl"][0].get<double>() == doctest::Approx(o["single_ppl"][best].get<double>()));
+  const json p = json::parse(slurp(plan));
+  CHECK(p["policy"]["name"] == "oracle");
+  CHECK(p["blocks"][best]["selected"] == true);
+  // Without a model: one clear line.
+  check_user_error(dptq_cli("plan " + q(tiny_trace().trace) + " --policy oracle --budget 1 --out " + q(f.dir / "x.json")), "--model");
+}

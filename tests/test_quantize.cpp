@@ -12,6 +12,7 @@
 #include "dptq/model_torch.hpp"
 #include "dptq/perplexity.hpp"
 #include "dptq/rotation.hpp"
+#include "dptq/safetensors.hpp"
 #include "dptq/synthetic.hpp"
 #include "test_util.hpp"
 
@@ -111,6 +112,47 @@ TEST_CASE("QuaRot rotations alone leave the default model's logits unchanged (57
   const double d = rel_max_diff(dptq::forward_logits(fp, ids), want);
   MESSAGE("SmolLM2-135M: max |Δlogit| / max |logit| = " << d);
   CHECK(d <= 1e-4);
+}
+
+TEST_CASE("external rotations (SpinQuant R1 / R2 in safetensors) load, keep logits, and are checked") {
+  c10::InferenceMode guard;
+  const fs::path dir = dptq::test::scratch_dir("quantize_spinquant");
+  dptq::Model fp = nine_head_model(false);
+  const at::Tensor ids = some_ids(32, 256, 8);
+  const at::Tensor want = dptq::forward_logits(fp, ids);
+  const at::Tensor r1 = dptq::random_orthogonal(72, 21).to(at::kFloat).contiguous();
+  const at::Tensor r2 = dptq::random_orthogonal(8, 22).to(at::kFloat).contiguous();
+  auto write = [&](const fs::path& p, const at::Tensor& a, const at::Tensor& b) {
+    dptq::write_safetensors(p, {{"R1", "F32", a.sizes().vec(), a.data_ptr(), size_t(a.nbytes())},
+                                {"model.layers.1.self_attn.R2", "F32", b.sizes().vec(), b.data_ptr(), size_t(b.nbytes())}});
+  };
+  write(dir / "rot.safetensors", r1, r2);
+  dptq::QuantizeOptions o = rotation_only("quarot-rtn");
+  o.rotation_file = dir / "rot.safetensors";
+  dptq::quantize_model(fp, dptq::uniform_plan(fp, "quarot-rtn"), o);
+  CHECK(at::allclose(fp.impl().quant->r1, r1));
+  CHECK(at::allclose(fp.impl().quant->r2[1], r2));  // per-layer R2 for block 1, seeded elsewhere
+  CHECK_FALSE(at::allclose(fp.impl().quant->r2[0], r2));
+  CHECK(rel_max_diff(dptq::forward_logits(fp, ids), want) <= 1e-4);
+
+  auto expect_error = [&](const at::Tensor& a, const at::Tensor& b, const std::string& what) {
+    write(dir / "bad.safetensors", a, b);
+    dptq::Model m = nine_head_model(false);
+    dptq::QuantizeOptions bad = rotation_only("quarot-rtn");
+    bad.rotation_file = dir / "bad.safetensors";
+    try {
+      dptq::quantize_model(m, dptq::uniform_plan(m, "quarot-rtn"), bad);
+      FAIL("expected an error: " << what);
+    } catch (const dptq::Error& e) {
+      INFO(e.what());
+      CHECK(std::string(e.what()).find("bad.safetensors") != std::string::npos);
+      CHECK(std::string(e.what()).find(what) != std::string::npos);
+    }
+  };
+  const at::Tensor r1_small = dptq::random_orthogonal(64, 1).to(at::kFloat).contiguous();
+  expect_error(r1_small, r2, "expected [72, 72]");
+  const at::Tensor not_orth = (r1 * 1.5f).contiguous();
+  expect_error(not_orth, r2, "not orthogonal");
 }
 
 TEST_CASE("a plan switches exactly its selected blocks to 8 bits; more bits, closer to FP") {
