@@ -356,7 +356,9 @@ TEST_CASE("make_plan rejects bad arguments with one-line messages") {
   expect_error(run(opts("first-last", -1)), IA,
                "policy first-last needs a budget (number of 8-bit blocks)");
   expect_error(run(opts("oracle", 2)), IA,
-               "unknown policy \"oracle\" (known: dynamicptq, hsnr, first-last, manual, random)");
+               "policy oracle measures perplexity and needs the model: dptq plan TRACE --policy oracle --model MODEL");
+  expect_error(run(opts("magic", 2)), IA,
+               "unknown policy \"magic\" (known: dynamicptq, hsnr, first-last, manual, random, oracle)");
   PlanOptions m = opts("manual", -1);
   m.manual_blocks = {3, 8};
   expect_error(run(m), IA, "manual block 8 is out of range (valid blocks: 0..7)");
