@@ -609,7 +609,7 @@ TEST_CASE("read_plan rejects broken files with one-line messages naming the file
   patched([](auto& j) { j["policy"]["name"] = "magic"; });
   expect_error(read, ErrorKind::Format,
                F + "field \"policy.name\" is \"magic\" (known: dynamicptq, hsnr, first-last, "
-                   "manual, random)");
+                   "manual, random, oracle)");
   patched([](auto& j) { j["policy"]["seed"] = -1; });
   expect_error(read, ErrorKind::Format,
                F + "field \"policy.seed\" must be a non-negative integer (got integer)");
