@@ -195,7 +195,8 @@ at::Tensor final_norm(const Model& model, const at::Tensor& h) {
 }
 
 namespace {
-at::Tensor last_hidden(const Model& model, const at::Tensor& ids) {
+// h_L [T, d], the residual stream after the last block (before the final norm).
+at::Tensor last_stream(const Model& model, const at::Tensor& ids) {
   const int64_t T = ids.size(0);
   if (T > model.config().max_context && model.config().max_context > 0)
     throw Error(ErrorKind::InvalidArgument, "", "sequence of " + std::to_string(T) +
@@ -203,25 +204,18 @@ at::Tensor last_hidden(const Model& model, const at::Tensor& ids) {
   const RopeTables rope = rope_tables(model, T);
   at::Tensor h = embed_tokens(model, ids);
   for (int64_t l = 0; l < model.config().n_layers; ++l) h = decoder_block(model, l, h, rope);
-  return final_norm(model, h);
+  return h;
 }
 }  // namespace
 
 at::Tensor forward_logits(const Model& model, const at::Tensor& ids) {
   c10::InferenceMode inference_mode;
-  return at::linear(last_hidden(model, ids), model.impl().w.lm_head).to(at::kFloat);
+  return at::linear(final_norm(model, last_stream(model, ids)), model.impl().w.lm_head).to(at::kFloat);
 }
 
 double window_nll_sum(const Model& model, const at::Tensor& ids) {
   c10::InferenceMode inference_mode;
-  const int64_t T = ids.size(0);
-  if (T > model.config().max_context && model.config().max_context > 0)
-    throw Error(ErrorKind::InvalidArgument, "", "sequence of " + std::to_string(T) +
-                " tokens exceeds the model context " + std::to_string(model.config().max_context));
-  const RopeTables rope = rope_tables(model, T);
-  at::Tensor h = embed_tokens(model, ids);
-  for (int64_t l = 0; l < model.config().n_layers; ++l) h = decoder_block(model, l, h, rope);
-  return stream_nll_sum(model, h, ids);
+  return stream_nll_sum(model, last_stream(model, ids), ids);
 }
 
 double stream_nll_sum(const Model& model, const at::Tensor& h_last, const at::Tensor& ids) {
