@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Markdown tables for docs/results.md from the JSON files scripts/results.sh writes.
+
+    python3 tools/results_table.py [docs/data/results]
+
+Prints the perplexity-vs-budget table (one row per method and policy), the blocks each plan
+selected, the oracle's Spearman check and the checkpoint reload comparison. Only reads files;
+every number comes from a `dptq ... --json` output.
+"""
+import json
+import os
+import sys
+
+DIR = sys.argv[1] if len(sys.argv) > 1 else "docs/data/results"
+NAMES = {"rtn": "RTN", "quarot-rtn": "QuaRot-RTN", "quarot-gptq": "QuaRot-GPTQ", "gptq": "GPTQ"}
+
+
+def load(name):
+    path = os.path.join(DIR, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def sweep_rows(sweeps):
+    budgets = sorted({r["budget"] for s in sweeps for r in s["rows"]})
+    head = "| method | policy | " + " | ".join(f"k={b}" for b in budgets) + " |"
+    out = [head, "|" + "---|" * (2 + len(budgets))]
+    blocks = []
+    for s in sweeps:
+        method = NAMES.get(s["method"], s["method"])
+        policies = []
+        for r in s["rows"]:
+            if r["policy"] not in policies:
+                policies.append(r["policy"])
+        for p in policies:
+            cells = []
+            for b in budgets:
+                row = next((r for r in s["rows"] if r["policy"] == p and r["budget"] == b), None)
+                cells.append(f"{row['ppl']:.2f}" if row else "")
+                if row and b > 0:
+                    blocks.append((method, p, b, row["blocks"]))
+            out.append(f"| {method} | {p} | " + " | ".join(cells) + " |")
+    return out, blocks
+
+
+def main():
+    sweeps = [load(f"sweep_{m}.json") for m in ("rtn", "quarot-rtn", "quarot-rtn-oracle", "quarot-gptq")]
+    sweeps = [s for s in sweeps if s]
+    if sweeps:
+        s0 = sweeps[0]
+        print(f"Perplexity, WikiText-2 test, first {s0['rows'][0]['windows']} windows x {s0['seqlen']} tokens "
+              f"({s0['rows'][0]['tokens']} tokens); k = blocks with 8-bit activations:\n")
+        table, blocks = sweep_rows(sweeps)
+        print("\n".join(table))
+        print("\nBlocks selected (in the order the policy chose them):\n")
+        print("| method | policy | k | blocks |\n|---|---|---|---|")
+        seen = set()
+        for method, p, b, bl in blocks:
+            key = (p, b, bl) if p != "oracle" else (method, p, b, bl)
+            if method != "QuaRot-RTN" and p in ("dynamicptq", "first-last"):
+                continue  # same plans as for QuaRot-RTN (one trace)
+            if key in seen:
+                continue
+            seen.add(key)
+            print(f"| {method} | {p} | {b} | {bl} |")
+        for s in sweeps:
+            if "oracle" in s:
+                o = s["oracle"]
+                print(f"\nOracle ({NAMES.get(s['method'], s['method'])}, held-out ppl {o['base_ppl']:.3f}): "
+                      f"Spearman(dynamicptq rank, single-block gain) = {o['spearman_dynamicptq_rank_vs_gain']}, "
+                      f"Spearman(JR p99, gain) = {o['spearman_jr_p99_vs_gain']}")
+                gains = ", ".join(f"{i}: {g:+.2f}" for i, g in enumerate(o["single_gain"]))
+                print(f"\nSingle-block gains (held-out ppl at 4 bits minus ppl with that block at 8 bits): {gains}")
+    full = load("full_quarot-rtn.json")
+    if full:
+        print("\nFull test file:\n")
+        print("| method | policy | k | blocks | ppl | windows | tokens |\n|---|---|---|---|---|---|---|")
+        for r in full["rows"]:
+            print(f"| {NAMES.get(r['method'], r['method'])} | {r['policy']} | {r['budget']} | {r['blocks']} | "
+                  f"{r['ppl']:.3f} | {r['windows']} | {r['tokens']} |")
+    q, rel, sim = load("quantize.json"), load("reload.json"), load("simulated.json")
+    if q and rel and sim:
+        d = abs(rel["ppl"] - sim["ppl"]) / sim["ppl"]
+        print(f"\nCheckpoint: linear weights {q['linear_bytes']} bytes = {q['linear_ratio_vs_fp16']:.4f} x fp16 "
+              f"({q['linear_fp16_bytes']}); folder {q['total_bytes']} bytes. Reloaded ppl {rel['ppl']:.6f} vs "
+              f"simulated {sim['ppl']:.6f} (relative difference {d:.2e}) on {rel['windows']} windows.")
+
+
+if __name__ == "__main__":
+    main()
