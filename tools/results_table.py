@@ -53,6 +53,9 @@ def main():
         print(f"Perplexity, WikiText-2 test, first {s0['rows'][0]['windows']} windows x {s0['seqlen']} tokens "
               f"({s0['rows'][0]['tokens']} tokens); k = blocks with 8-bit activations:\n")
         table, blocks = sweep_rows(sweeps)
+        fp = load("fp_8.json")
+        if fp:
+            table.insert(2, f"| FP (fp32, no quantization) | — | {fp['ppl']:.2f} |" + " |" * (table[0].count("k=") - 1))
         print("\n".join(table))
         print("\nBlocks selected (in the order the policy chose them):\n")
         print("| method | policy | k | blocks |\n|---|---|---|---|")
@@ -69,8 +72,8 @@ def main():
             if "oracle" in s:
                 o = s["oracle"]
                 print(f"\nOracle ({NAMES.get(s['method'], s['method'])}, held-out ppl {o['base_ppl']:.3f}): "
-                      f"Spearman(dynamicptq rank, single-block gain) = {o['spearman_dynamicptq_rank_vs_gain']}, "
-                      f"Spearman(JR p99, gain) = {o['spearman_jr_p99_vs_gain']}")
+                      f"Spearman(dynamicptq rank, single-block gain) = {o['spearman_dynamicptq_rank_vs_gain']:.3f}, "
+                      f"Spearman(JR p99, gain) = {o['spearman_jr_p99_vs_gain']:.3f} over {len(o['single_gain'])} blocks")
                 gains = ", ".join(f"{i}: {g:+.2f}" for i, g in enumerate(o["single_gain"]))
                 print(f"\nSingle-block gains (held-out ppl at 4 bits minus ppl with that block at 8 bits): {gains}")
     full = load("full_quarot-rtn.json")
