@@ -111,11 +111,16 @@ std::optional<dptq::Plan> check_quant_args(QuantArgs& a, const dptq::ModelInfo& 
   if (!a.plan_path.empty()) {
     plan = dptq::read_plan(a.plan_path);
     dptq::check_plan_matches(*plan, info.fingerprint, info.config.n_layers, a.plan_path);
-    if (a.method.empty()) a.method = plan->base_method == "none" ? "" : plan->base_method;
+    if (a.method.empty() && plan->base_method == "none")
+      throw dptq::Error(dptq::ErrorKind::InvalidArgument, a.plan_path, "plan has base method none: give --method");
+    if (a.method.empty()) a.method = plan->base_method;
   }
   if (a.method.empty() && required) a.method = "quarot-rtn";
   if (!a.method.empty() && !dptq::is_quant_method(a.method))
     throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "unknown --method '" + a.method + "' (known: " + dptq::quant_method_list() + ")");
+  if (!a.q.rotation_file.empty() && a.method.rfind("quarot-", 0) != 0)
+    throw dptq::Error(dptq::ErrorKind::InvalidArgument, a.q.rotation_file.string(),
+                      "--rotations needs a quarot-* method (method is " + (a.method.empty() ? std::string("FP") : a.method) + ")");
   if (!a.q.rotation_file.empty() && !fs::exists(a.q.rotation_file))
     throw dptq::Error(dptq::ErrorKind::Io, a.q.rotation_file.string(), "no such file");
   if (!a.method.empty() && a.method.find("gptq") != std::string::npos && a.q.calib != "builtin")
@@ -126,7 +131,8 @@ std::optional<dptq::Plan> check_quant_args(QuantArgs& a, const dptq::ModelInfo& 
 
 // Loads MODEL and, when a method is set, quantizes it under the plan (progress on stderr).
 dptq::Model load_for_eval(const std::string& model_path, dptq::Device dev, QuantArgs& a,
-                          const std::optional<dptq::Plan>& plan, const char* label) {
+                          const std::optional<dptq::Plan>& plan, const char* label,
+                          const fs::path* checkpoint_out = nullptr) {
   std::fprintf(stderr, "[%s] loading %s\n", label, model_path.c_str());
   dptq::Model model = dptq::load_model(model_path, {dev});
   if (dptq::is_quantized(model)) {  // a checkpoint: its weights are fixed, a plan may change activation bits
@@ -141,7 +147,9 @@ dptq::Model load_for_eval(const std::string& model_path, dptq::Device dev, Quant
   dptq::Progress progress;
   progress.on_update = StderrProgress{std::string(label) + " " + a.method};
   const auto t0 = std::chrono::steady_clock::now();
-  dptq::quantize_model(model, plan ? *plan : dptq::uniform_plan(model, a.method), a.q, &progress, a.plan_path);
+  const dptq::Plan use = plan ? *plan : dptq::uniform_plan(model, a.method);
+  if (checkpoint_out) dptq::check_checkpointable(model, use, *checkpoint_out);  // before the slow part
+  dptq::quantize_model(model, use, a.q, &progress, a.plan_path);
   std::fprintf(stderr, "[%s] %s (%.0f s)\n", label, dptq::quant_summary(model).c_str(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return model;
@@ -208,7 +216,8 @@ int cmd_quantize(const std::string& model_path, QuantArgs qa, const std::string&
   if (info.format == "dptq-quantized")
     throw dptq::Error(dptq::ErrorKind::InvalidArgument, model_path, "is already a quantized checkpoint");
   const std::optional<dptq::Plan> plan = check_quant_args(qa, info, true);
-  dptq::Model model = load_for_eval(model_path, dev, qa, plan, "quantize");
+  const fs::path out_path = out;
+  dptq::Model model = load_for_eval(model_path, dev, qa, plan, "quantize", &out_path);
   dptq::Progress progress;
   progress.on_update = StderrProgress{"quantize"};
   const dptq::CheckpointStats st = dptq::save_quantized_checkpoint(model, out, &progress);
@@ -394,6 +403,8 @@ int cmd_plan(const std::string& trace_path, dptq::PlanOptions opts, const std::s
     if (oa.model_path.empty())
       throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "policy oracle measures perplexity: give --model MODEL");
     if (opts.budget < 1) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "policy oracle needs --budget K (K >= 1)");
+    if (!opts.manual_blocks.empty() || !std::isnan(opts.jr_threshold))
+      throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "policy oracle takes --budget only (no --blocks or --jr-threshold)");
     if (opts.budget > int64_t(trace.blocks.size()))
       throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "budget " + std::to_string(opts.budget) + " is out of range 1.." +
                         std::to_string(trace.blocks.size()));

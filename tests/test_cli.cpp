@@ -354,9 +354,12 @@ TEST_CASE("quantize: a real checkpoint reloads to the simulated model's perplexi
   const std::string rows = slurp(csv);
   CHECK(std::count(rows.begin(), rows.end(), '\n') == 1 + 9);
   const json sj = json::parse(r.out);
-  CHECK(sj["rows"][0]["ppl"] == sj["rows"][3]["ppl"]);  // budget 0 is the same model for every policy
-  const std::string both = sj["rows"][2]["blocks"];     // dynamicptq at budget 2: both blocks, in rank order
+  CHECK(sj["rows"][0]["blocks"] == "");                 // budget 0: no 8-bit block, whatever the policy
+  CHECK(sj["rows"][3]["blocks"] == "");
+  const std::string both = sj["rows"][2]["blocks"];     // dynamicptq at budget 2: both blocks (rank order)
   CHECK((both == "0 1" || both == "1 0"));
+  CHECK(sj["rows"][4]["blocks"] == "0");                // first-last at budget 1: the first block
+  CHECK(sj["rows"][2]["ppl"] != sj["rows"][0]["ppl"]);  // 8-bit activations change the result
 }
 
 TEST_CASE("quantize / ppl --plan: bad plans and checkpoints give one line and exit 2") {
@@ -372,8 +375,12 @@ TEST_CASE("quantize / ppl --plan: bad plans and checkpoints give one line and ex
   const fs::path six = patched_plan("six.plan.json", [](json& j) { j["blocks"][0]["bits"]["qkv"] = 6; });
   check_user_error(dptq_cli("quantize " + q(f.gguf) + " --plan " + q(six) + " --out " + q(f.dir / "never")), "six.plan.json");
   check_user_error(dptq_cli("ppl " + q(f.gguf) + " --method w3a3" + text), "unknown --method 'w3a3'");
-  check_user_error(dptq_cli("quantize " + q(f.gguf) + " --method rtn --rotations " + q(f.dir / "nope.safetensors") +
+  check_user_error(dptq_cli("quantize " + q(f.gguf) + " --method quarot-rtn --rotations " + q(f.dir / "nope.safetensors") +
                             " --out " + q(f.dir / "never")), "nope.safetensors");
+  check_user_error(dptq_cli("quantize " + q(f.gguf) + " --method rtn --rotations " + q(f.dir / "nope.safetensors") +
+                            " --out " + q(f.dir / "never")), "--rotations needs a quarot-* method");
+  check_user_error(dptq_cli("quantize " + q(f.gguf) + " --method rtn --out " + q(f.dir / "no" / "such" / "dir")),
+                   "does not exist");
   CHECK_FALSE(fs::exists(f.dir / "never"));
 
   // Checkpoints: the target exists; wrong version; truncated tensors.
@@ -381,6 +388,17 @@ TEST_CASE("quantize / ppl --plan: bad plans and checkpoints give one line and ex
   fs::remove_all(ck);
   REQUIRE(dptq_cli("quantize " + q(f.gguf) + " --method rtn --out " + q(ck)).code == 0);
   check_user_error(dptq_cli("quantize " + q(f.gguf) + " --method rtn --out " + q(ck)), "already exists");
+  const fs::path slash = f.dir / "ckpt-slash";  // "DIR/" names DIR: written beside it, renamed into place
+  fs::remove_all(slash);
+  REQUIRE(dptq_cli("quantize " + q(f.gguf) + " --method rtn --out " + q(slash.string() + "/")).code == 0);
+  CHECK(fs::exists(slash / "quant_config.json"));
+  const fs::path badtype = f.dir / "ckpt-badtype";
+  fs::remove_all(badtype);
+  fs::copy(ck, badtype, fs::copy_options::recursive);
+  json bt = json::parse(slurp(badtype / "quant_config.json"));
+  bt["model"]["fingerprint"] = 7;
+  std::ofstream(badtype / "quant_config.json") << bt.dump(2);
+  check_user_error(dptq_cli("ppl " + q(badtype) + text), "quant_config.json");
   const fs::path v2 = f.dir / "ckpt-v2";
   fs::remove_all(v2);
   fs::copy(ck, v2, fs::copy_options::recursive);
@@ -410,10 +428,13 @@ TEST_CASE("kill -9 during quantize leaves nothing at the target path") {
   }
   // Wait until the checkpoint is being written (its temp folder exists), then kill it hard.
   bool writing = false;
+  int early = 0;
   for (int i = 0; i < 300000 && !writing; ++i) {  // up to 10 min (RTN of 210 matrices on a busy CPU)
     for (const auto& e : fs::directory_iterator(dir))
       if (e.path().filename().string().rfind("ckpt.tmp-", 0) == 0) writing = true;
-    if (!writing) usleep(2000);
+    if (writing) break;
+    if (waitpid(pid, &early, WNOHANG) == pid) FAIL("dptq quantize exited before writing (status " << early << ")");
+    usleep(2000);
   }
   kill(pid, SIGKILL);
   int status = 0;
@@ -441,6 +462,8 @@ TEST_CASE("plan --policy oracle measures every block and records the greedy choi
   const json p = json::parse(slurp(plan));
   CHECK(p["policy"]["name"] == "oracle");
   CHECK(p["blocks"][best]["selected"] == true);
-  // Without a model: one clear line.
+  // Without a model, or with a block list: one clear line.
   check_user_error(dptq_cli("plan " + q(tiny_trace().trace) + " --policy oracle --budget 1 --out " + q(f.dir / "x.json")), "--model");
+  check_user_error(dptq_cli("plan " + q(tiny_trace().trace) + " --policy oracle --budget 1 --blocks 0 --model " + q(f.gguf) +
+                            " --out " + q(f.dir / "x.json")), "--blocks");
 }

@@ -109,7 +109,7 @@ at::Tensor Rotation::apply(const at::Tensor& x) const {
   const auto sizes = x.sizes().vec();
   // Plain 2-D GEMMs (batched tiny matmuls are far slower on CPU): X·B on rows of b, then Aᵀ·X as
   // (Xᵀ·A)ᵀ on the transposed [N, b, a] view.
-  at::Tensor y = x.reshape({-1, n});
+  at::Tensor y = x.reshape({-1, n}).to(at::kFloat);  // fp32 even on a bf16 GPU model: bf16 is not orthogonal enough
   if (signs.defined()) y = y * signs;
   y = at::mm(y.reshape({-1, b}), B);
   if (A.defined()) {
@@ -117,7 +117,7 @@ at::Tensor Rotation::apply(const at::Tensor& x) const {
     y = at::mm(y.view({N, a, b}).transpose(1, 2).reshape({-1, a}), A).view({N, b, a}).transpose(1, 2);
   }
   if (scale != 1.0) y = y * scale;
-  return y.reshape(sizes);
+  return y.reshape(sizes).to(x.scalar_type());
 }
 
 at::Tensor Rotation::dense() const {

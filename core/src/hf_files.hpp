@@ -11,8 +11,9 @@ namespace dptq {
 nlohmann::json hf_config_json(const ModelConfig& c);
 // Writes config.json (from `config`) and the tokenizer files of `model` into `dir`.
 void write_hf_metadata(const Model& model, const ModelConfig& config, const std::filesystem::path& dir);
-// Atomic folders: begin_folder refuses an existing `out` (InvalidArgument) and creates the temp
-// folder "<out>.tmp-<pid>" beside it; commit_folder renames it into place.
+// Atomic folders: begin_folder refuses an existing `out` (InvalidArgument) or a missing parent (Io)
+// and creates the temp folder "<out>.tmp-<pid>" beside it; commit_folder fsyncs every file and the
+// folder, renames it into place and fsyncs the parent. A trailing separator in `out` is ignored.
 std::filesystem::path begin_folder(const std::filesystem::path& out);
 void commit_folder(const std::filesystem::path& tmp, const std::filesystem::path& out);
 // Reads config.json of a HF folder (model.cpp's parser; errors name the file).

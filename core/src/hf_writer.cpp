@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "dptq/error.hpp"
@@ -112,21 +113,45 @@ void write_hf_metadata(const Model& model, const ModelConfig& config, const fs::
   write_text(dir / "tokenizer_config.json", tcfg.dump(2));
 }
 
-fs::path begin_folder(const fs::path& out) {
+fs::path folder_path(const fs::path& out) {
+  // "ckpt/" names the folder "ckpt": drop a trailing separator so the temp folder is a sibling.
+  return out.filename().empty() ? out.parent_path() : out;
+}
+
+fs::path begin_folder(const fs::path& out_in) {
+  const fs::path out = folder_path(out_in);
   std::error_code ec;
   if (fs::exists(out, ec)) throw Error(ErrorKind::InvalidArgument, out.string(), "output folder already exists");
+  const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
+  if (!fs::is_directory(parent, ec))
+    throw Error(ErrorKind::Io, out.string(), "parent folder " + parent.string() + " does not exist");
   const fs::path tmp = out.string() + ".tmp-" + std::to_string(::getpid());
   fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  if (ec) throw Error(ErrorKind::Io, tmp.string(), "cannot create folder: " + ec.message());
+  if (!fs::create_directory(tmp, ec) || ec)
+    throw Error(ErrorKind::Io, tmp.string(), "cannot create folder: " + (ec ? ec.message() : std::string("exists")));
   return tmp;
 }
 
-void commit_folder(const fs::path& tmp, const fs::path& out) {
+namespace {
+void fsync_path(const fs::path& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY);
+  if (fd < 0) throw Error(ErrorKind::Io, p.string(), "cannot open to sync");
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) throw Error(ErrorKind::Io, p.string(), "fsync failed");
+}
+}  // namespace
+
+void commit_folder(const fs::path& tmp, const fs::path& out_in) {
+  const fs::path out = folder_path(out_in);
+  // DESIGN §6: every file and the folder reach the disk before the rename makes them visible.
+  for (const auto& e : fs::directory_iterator(tmp)) fsync_path(e.path());
+  fsync_path(tmp);
   std::error_code ec;
   if (fs::exists(out, ec)) throw Error(ErrorKind::InvalidArgument, out.string(), "output folder already exists");
   fs::rename(tmp, out, ec);
   if (ec) throw Error(ErrorKind::Io, out.string(), "cannot rename the finished folder into place: " + ec.message());
+  fsync_path(out.has_parent_path() ? out.parent_path() : fs::path("."));
 }
 
 void save_hf_folder(const Model& model, const fs::path& out) {

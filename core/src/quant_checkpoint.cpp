@@ -24,6 +24,7 @@ constexpr const char* kCheckpointFormat = "dptq-quantized";
 constexpr int kCheckpointMajor = 1, kCheckpointMinor = 0;
 constexpr const char* kTensorFile = "model.safetensors";
 constexpr const char* kConfigFile = "quant_config.json";
+constexpr const char* kRopeFactors = "dptq.rope_freq_factors";  // GGUF rope_freqs (LLaMA-3.x), when present
 
 // The three online rotations: checkpoint tensor name, quant_config key, QuantState member.
 struct OnlineRef {
@@ -68,6 +69,15 @@ ojson rotation_json(const Rotation& r, const char* tensor) {
 bool is_quantized_checkpoint(const fs::path& path) {
   std::error_code ec;
   return fs::is_directory(path, ec) && fs::exists(path / kConfigFile, ec);
+}
+
+void check_checkpointable(const Model& model, const Plan& plan, const fs::path& out) {
+  if (plan.quantizer.weight_bits != 4 || !plan.quantizer.weight_symmetric)
+    throw Error(ErrorKind::Unsupported, out.string(), "checkpoints hold 4-bit symmetric weights only (the plan asks for " +
+                std::to_string(plan.quantizer.weight_bits) + "-bit" + (plan.quantizer.weight_symmetric ? "" : " asymmetric") + ")");
+  const TokenizerSpec& spec = model.impl().tokenizer_spec;
+  if (spec.kind == TokenizerSpec::Kind::SentencePiece && spec.spm_model.empty())
+    throw Error(ErrorKind::Unsupported, out.string(), "no SentencePiece model bytes to write (GGUF SentencePiece vocabularies)");
 }
 
 CheckpointStats save_quantized_checkpoint(const Model& model, const fs::path& out, Progress* progress) {
@@ -222,7 +232,19 @@ ModelInfo checkpoint_info(const fs::path& folder, const CheckpointHeader& h, con
 
 }  // namespace
 
-ModelInfo inspect_quantized_checkpoint(const fs::path& path) {
+namespace {
+
+// A field of the wrong JSON type (nlohmann::type_error and friends) is a malformed file, not a bug.
+template <class Fn>
+auto json_guard(const fs::path& folder, Fn fn) {
+  try {
+    return fn();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorKind::Format, (folder / kConfigFile).string(), std::string("malformed field: ") + e.what());
+  }
+}
+
+ModelInfo inspect_impl(const fs::path& path) {
   const CheckpointHeader h = read_header(path);
   const TokenizerSpec spec = load_hf_tokenizer_spec(path);
   ModelInfo info = checkpoint_info(path, h, spec);
@@ -231,7 +253,7 @@ ModelInfo inspect_quantized_checkpoint(const fs::path& path) {
   return info;
 }
 
-Model load_quantized_checkpoint(const fs::path& path, const LoadOptions& opts) {
+Model load_impl(const fs::path& path, const LoadOptions& opts) {
   const CheckpointHeader h = read_header(path);
   auto impl = std::make_unique<Model::Impl>();
   impl->tokenizer_spec = load_hf_tokenizer_spec(path);
@@ -268,6 +290,7 @@ Model load_quantized_checkpoint(const fs::path& path, const LoadOptions& opts) {
   w.embed = floats("model.embed_tokens.weight", "F16", {c.vocab_size, d});
   w.final_norm = floats("model.norm.weight", "F16", {d});
   w.lm_head = c.tied_embeddings ? w.embed : floats("lm_head.weight", "F16", {c.vocab_size, d});
+  if (sf.find(kRopeFactors)) w.rope_freq_factors = floats(kRopeFactors, "F32", {hd / 2});
   auto qs = std::make_shared<QuantState>();
   qs->method = h.method;
   qs->rotated = h.method.rfind("quarot-", 0) == 0;
@@ -340,9 +363,19 @@ Model load_quantized_checkpoint(const fs::path& path, const LoadOptions& opts) {
     mv(m.w.embed); mv(m.w.final_norm); mv(m.w.lm_head);
     for (auto& L : m.w.layers)
       for (at::Tensor* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.mlp_norm, &L.w_gate, &L.w_up, &L.w_down}) mv(*t);
-    for (const OnlineRef& r : kOnline) (*qs).*(r.member) = ((*qs).*(r.member)).to(m.device, m.dtype);
+    for (const OnlineRef& r : kOnline) (*qs).*(r.member) = ((*qs).*(r.member)).to(m.device, at::kFloat);
   }
   return model;
+}
+
+}  // namespace
+
+ModelInfo inspect_quantized_checkpoint(const fs::path& path) {
+  return json_guard(path, [&] { return inspect_impl(path); });
+}
+
+Model load_quantized_checkpoint(const fs::path& path, const LoadOptions& opts) {
+  return json_guard(path, [&] { return load_impl(path, opts); });
 }
 
 }  // namespace dptq

@@ -384,10 +384,10 @@ void quantize_model(Model& model, const Plan& plan, const QuantizeOptions& o, Pr
   qs->plan = plan;
   if (quarot) {
     const auto dev = model.impl().device;
-    const auto dt = model.impl().dtype;
-    qs->down = make_random_rotation(c.d_ff, o.rotation_seed + 1).to(dev, dt);
-    qs->heads = make_random_rotation(c.n_heads, o.rotation_seed + 2).to(dev, dt);
-    qs->k = make_random_rotation(c.head_dim, o.rotation_seed + 3).to(dev, dt);
+    // Online rotations stay fp32 (Rotation::apply computes in fp32), so the fused inverses match.
+    qs->down = make_random_rotation(c.d_ff, o.rotation_seed + 1).to(dev, at::kFloat);
+    qs->heads = make_random_rotation(c.n_heads, o.rotation_seed + 2).to(dev, at::kFloat);
+    qs->k = make_random_rotation(c.head_dim, o.rotation_seed + 3).to(dev, at::kFloat);
     qs->r1_source = rs.source == "file" ? "file " + o.rotation_file.string()
                                         : "random_hadamard seed " + std::to_string(o.rotation_seed);
     if (progress) progress->set_stage("rotating");

@@ -94,6 +94,9 @@ struct CheckpointStats {
 };
 CheckpointStats save_quantized_checkpoint(const Model& model, const std::filesystem::path& out,
                                           Progress* progress = nullptr);
+// The checks save_quantized_checkpoint would fail on, for `model` quantized under `plan` — run them
+// before the slow quantization (Unsupported naming `out`).
+void check_checkpointable(const Model& model, const Plan& plan, const std::filesystem::path& out);
 bool is_quantized_checkpoint(const std::filesystem::path& path);  // a folder with quant_config.json
 Model load_quantized_checkpoint(const std::filesystem::path& path, const LoadOptions& opts = {});
 ModelInfo inspect_quantized_checkpoint(const std::filesystem::path& path);
