@@ -16,6 +16,9 @@ log() { echo "[results $(date -u +%H:%M:%S)] $*" >&2; }
 # 1. Trace in the QuaRot basis (the plans' metrics).
 [ -f "$TRACE" ] || { log profile; "$DPTQ" profile "$M" --calib builtin --samples 32 --seqlen 512 --rotation quarot --out "$TRACE"; }
 
+# FP on the same windows as the sweeps.
+[ -f "$OUT/fp_8.json" ] || "$DPTQ" ppl "$M" --text "$W" --max-windows 8 --json > "$OUT/fp_8.json"
+
 # 2. Budget sweeps on the first 8 windows of 2048 tokens (16,384 tokens) of WikiText-2 test.
 #    The oracle measures each block on 4 x 512 held-out tokens at the end of the builtin
 #    calibration text (never used by GPTQ) and gives the Spearman check.
@@ -55,3 +58,4 @@ if [ ! -f "$OUT/full_quarot-rtn.json" ]; then
   mv "$OUT/full_quarot-rtn.json.tmp" "$OUT/full_quarot-rtn.json"
 fi
 log done
+python3 tools/results_table.py "$OUT"
