@@ -38,19 +38,6 @@ constexpr OnlineRef kOnline[] = {
     {"dptq.rotation.qk_after_rope", "qk_after_rope", &QuantState::k},
 };
 
-const char* kLinearSuffixes[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                 "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
-
-at::Tensor& linear_member(LayerWeights& L, const std::string& suffix) {
-  if (suffix == "self_attn.q_proj") return L.wq;
-  if (suffix == "self_attn.k_proj") return L.wk;
-  if (suffix == "self_attn.v_proj") return L.wv;
-  if (suffix == "self_attn.o_proj") return L.wo;
-  if (suffix == "mlp.gate_proj") return L.w_gate;
-  if (suffix == "mlp.up_proj") return L.w_up;
-  return L.w_down;
-}
-
 std::string layer_prefix(int64_t l) { return "model.layers." + std::to_string(l) + "."; }
 
 void write_file(const fs::path& p, const std::string& text) {
@@ -116,7 +103,8 @@ CheckpointStats save_quantized_checkpoint(const Model& model, const fs::path& ou
         f16(p + "self_attn.k_proj.bias", L.bk);
         f16(p + "self_attn.v_proj.bias", L.bv);
       }
-      for (const char* suffix : kLinearSuffixes) {
+      for (const LinearRef& ref : kLinearWeights) {
+        const std::string suffix = ref.name;
         const auto it = qs->qweights.find(p + suffix);
         if (it == qs->qweights.end())
           throw Error(ErrorKind::InvalidArgument, out.string(), "no quantized weight for " + p + suffix);
@@ -311,8 +299,8 @@ Model load_impl(const fs::path& path, const LoadOptions& opts) {
       L.bk = floats(p + "self_attn.k_proj.bias", "F16", {kv_out});
       L.bv = floats(p + "self_attn.v_proj.bias", "F16", {kv_out});
     }
-    for (const char* suffix : kLinearSuffixes) {
-      const std::string s = suffix;
+    for (const LinearRef& ref : kLinearWeights) {
+      const std::string s = ref.name;
       const int64_t out = s == "self_attn.q_proj" ? q_out : (s == "self_attn.k_proj" || s == "self_attn.v_proj") ? kv_out
                           : (s == "self_attn.o_proj" || s == "mlp.down_proj") ? d : c.d_ff;
       const int64_t in = s == "self_attn.o_proj" ? q_out : s == "mlp.down_proj" ? c.d_ff : d;
@@ -324,7 +312,7 @@ Model load_impl(const fs::path& path, const LoadOptions& opts) {
       qw.scales = floats(p + s + ".scales", "F16", {out});
       qw.bits = 4;
       qw.symmetric = true;
-      linear_member(L, s) = qw.dequantize();
+      L.*(ref.member) = qw.dequantize();
       qs->qweights[p + s] = std::move(qw);
     }
   }

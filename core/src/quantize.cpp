@@ -169,16 +169,7 @@ void rotate_model(Model& model, QuantState& qs, const RotationSet& rs) {
 
 // ------------------------------------------------------------------------------ weights
 
-struct LinearRef {
-  const char* name;  // HF suffix after "model.layers.N."
-  at::Tensor LayerWeights::*member;
-};
-constexpr LinearRef kLinears[] = {
-    {"self_attn.q_proj", &LayerWeights::wq},  {"self_attn.k_proj", &LayerWeights::wk},
-    {"self_attn.v_proj", &LayerWeights::wv},  {"self_attn.o_proj", &LayerWeights::wo},
-    {"mlp.gate_proj", &LayerWeights::w_gate}, {"mlp.up_proj", &LayerWeights::w_up},
-    {"mlp.down_proj", &LayerWeights::w_down},
-};
+constexpr const auto& kLinears = kLinearWeights;
 
 std::string linear_name(int64_t l, const char* suffix) {
   return "model.layers." + std::to_string(l) + "." + suffix;

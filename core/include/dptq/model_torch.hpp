@@ -25,6 +25,18 @@ struct LayerWeights {
   at::Tensor w_gate, w_up, w_down; // [ff, d], [ff, d], [d, ff]
 };
 
+// The seven linear layers of a block: HF name suffix (after "model.layers.N.") and member.
+struct LinearRef {
+  const char* name;
+  at::Tensor LayerWeights::*member;
+};
+inline constexpr LinearRef kLinearWeights[] = {
+    {"self_attn.q_proj", &LayerWeights::wq},  {"self_attn.k_proj", &LayerWeights::wk},
+    {"self_attn.v_proj", &LayerWeights::wv},  {"self_attn.o_proj", &LayerWeights::wo},
+    {"mlp.gate_proj", &LayerWeights::w_gate}, {"mlp.up_proj", &LayerWeights::w_up},
+    {"mlp.down_proj", &LayerWeights::w_down},
+};
+
 struct ModelWeights {
   at::Tensor embed;       // [V, d]
   at::Tensor final_norm;  // [d]
