@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
   int frames = 0, width = 1280, height = 800;
   std::string screenshot;
 
-  CLI::App cli{"DynamicPTQ Studio: load a model, evaluate perplexity (more panels to come)."};
+  CLI::App cli{"DynamicPTQ Studio: profile a model's layer dynamics, plot them across depth, choose the blocks that get 8-bit activations, evaluate perplexity."};
   cli.add_option("--model", options.model_path, "GGUF file or HuggingFace folder to load at start")
       ->capture_default_str();
   cli.add_option("--text", options.text_path, "Text file for the Evaluate panel")->capture_default_str();
@@ -103,6 +103,11 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
   cli.add_option("--max-windows", options.max_windows, "Evaluate panel: windows to score (-1: all)")
       ->capture_default_str()->check(CLI::Range(int64_t{-1}, int64_t{1} << 30));
+  cli.add_option("--trace", options.trace_path, "Trace (.h5) to open at start; with --no-autoload no model is needed");
+  cli.add_option("--policy", options.plan_policy, "Plan panel: policy")
+      ->capture_default_str()->check(CLI::IsMember({"dynamicptq", "hsnr", "first-last", "random"}));
+  cli.add_option("--budget", options.plan_budget, "Plan panel: blocks with 8-bit activations")
+      ->capture_default_str()->check(CLI::Range(0, 4096));
   cli.add_option("--frames", frames, "Render N frames, then exit (0: run until closed)")
       ->check(CLI::NonNegativeNumber);
   cli.add_flag("--wait-idle", wait_idle,
@@ -145,6 +150,7 @@ int main(int argc, char** argv) {
   IMGUI_CHECKVERSION();
   ImGui::CreateContext();
   ImPlot::CreateContext();
+  ImPlot::GetStyle().FitPadding = ImVec2(0.02f, 0.08f);  // auto-fit leaves the extreme points inside
   ImGuiIO& io = ImGui::GetIO();
   io.ConfigFlags |= ImGuiConfigFlags_DockingEnable | ImGuiConfigFlags_NavEnableKeyboard;
   std::string ini_path;

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <string_view>
 
 #include "dptq/error.hpp"
 #include "theme.hpp"
@@ -97,7 +98,11 @@ constexpr const char* kDockspaceName = "dptq-dockspace";
 }
 
 Studio::Studio(Options options) : options_(std::move(options)) {
+  // The default layout docks them by title (build_default_layout).
   panels_.push_back(make_model_panel());
+  panels_.push_back(make_calibration_panel(options_));
+  panels_.push_back(make_depth_panel());
+  panels_.push_back(make_plan_panel(options_));
   panels_.push_back(make_evaluate_panel(options_));
   if (options_.autoload && !options_.model_path.empty()) load_model(options_.model_path);
 }
@@ -126,6 +131,13 @@ bool Studio::load_model(const std::string& path) {
   model_.load_error.clear();
   pending_model_ = std::move(slot);
   return true;
+}
+
+void Studio::set_trace(std::shared_ptr<const dptq::Trace> trace, std::string source, bool live) {
+  workspace_.trace = std::move(trace);
+  workspace_.trace_source = std::move(source);
+  workspace_.trace_live = live;
+  ++workspace_.trace_generation;
 }
 
 void Studio::poll_model_load() {
@@ -157,6 +169,14 @@ void Studio::frame() {
   first_frame_ = false;
   ImGui::DockSpaceOverViewport(dockspace_id, ImGui::GetMainViewport());
 
+  // Front tabs of the default layout (the windows exist from the previous frame on).
+  // One window per frame: a second SetWindowFocus in the same frame undoes the first's tab choice.
+  if (focus_frames_ > 0) {
+    --focus_frames_;
+    if (focus_frames_ == 1) ImGui::SetWindowFocus(options_.eval_on_load ? "Evaluate" : "Plan");
+    if (focus_frames_ == 0) ImGui::SetWindowFocus(options_.trace_path.empty() ? "Model & data" : "Calibration");
+  }
+  for (auto& panel : panels_) panel->update(*this);
   for (auto& panel : panels_) {
     if (!panel->open) continue;
     if (ImGui::Begin(panel->title(), &panel->open)) panel->draw(*this);
@@ -165,16 +185,22 @@ void Studio::frame() {
 }
 
 void Studio::build_default_layout(unsigned int dockspace_id) {
+  // Left: Model & data | Calibration. Right: Depth above, Plan | Evaluate below.
   const ImGuiViewport* vp = ImGui::GetMainViewport();
   ImGui::DockBuilderRemoveNode(dockspace_id);
   ImGui::DockBuilderAddNode(dockspace_id, ImGuiDockNodeFlags_DockSpace);
   ImGui::DockBuilderSetNodeSize(dockspace_id, vp->WorkSize);
-  ImGuiID left = 0, right = 0;
-  ImGui::DockBuilderSplitNode(dockspace_id, ImGuiDir_Left, 0.46f, &left, &right);
-  ImGui::DockBuilderDockWindow(panels_[0]->title(), left);
-  for (size_t i = 1; i < panels_.size(); ++i) ImGui::DockBuilderDockWindow(panels_[i]->title(), right);
+  ImGuiID left = 0, right = 0, top = 0, bottom = 0;
+  ImGui::DockBuilderSplitNode(dockspace_id, ImGuiDir_Left, 0.34f, &left, &right);
+  ImGui::DockBuilderSplitNode(right, ImGuiDir_Up, 0.6f, &top, &bottom);
+  for (auto& panel : panels_) {
+    const std::string_view t = panel->title();
+    const ImGuiID node = t == "Model & data" || t == "Calibration" ? left : t == "Depth" ? top : bottom;
+    ImGui::DockBuilderDockWindow(panel->title(), node);
+  }
   ImGui::DockBuilderFinish(dockspace_id);
   for (auto& panel : panels_) panel->open = true;
+  focus_frames_ = 3;
 }
 
 void Studio::draw_menu_bar() {

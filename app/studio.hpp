@@ -5,7 +5,8 @@
 //   Task         one piece of background work: state, dptq::Progress, error text, wall time
 //   TaskRunner   runs one Task at a time on a worker thread; the UI polls Task snapshots
 //   Panel        base of every docked panel (one file per panel under app/panels/)
-//   Studio       owns the loaded model, the runner and the panels; draws one frame
+//   Workspace    the trace on display and the plan being edited, shared by Calibration, Depth, Plan
+//   Studio       owns the loaded model, the workspace, the runner and the panels; draws one frame
 //
 // Threading rule: core functions run only inside TaskRunner::start's `work`; the UI thread never
 // computes. A worker writes its results into a slot it shares with the panel and then publishes
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "dptq/model.hpp"
+#include "dptq/plan.hpp"
 #include "dptq/task.hpp"
 
 namespace dptq::studio {
@@ -35,6 +37,9 @@ struct Options {
   int64_t seqlen = 2048;      // Evaluate panel defaults
   int64_t max_windows = -1;   // -1: all windows
   bool persist_layout = true; // save/restore the docking layout in imgui.ini (off for --frames)
+  std::string trace_path;     // --trace: open this trace at start (no model needed)
+  std::string plan_policy = "dynamicptq";  // Plan panel defaults
+  int plan_budget = 4;
 };
 
 class Task {
@@ -93,13 +98,30 @@ class Panel {
   virtual ~Panel() = default;
   virtual const char* title() const = 0;  // window title; also the docking/ini identity
   virtual void draw(Studio& studio) = 0;  // content of the window; called only when visible
+  // Called every frame before any draw(), visible or not: collect finished background work, start
+  // work queued from the command line, follow changes of the workspace.
+  virtual void update(Studio&) {}
   // Work the panel is about to start on its own (e.g. --eval waiting for the model); counts as busy.
   virtual bool has_pending_work(const Studio&) const { return false; }
   bool open = true;                       // toggled by the View menu and the window's close button
 };
 
 std::unique_ptr<Panel> make_model_panel();
+std::unique_ptr<Panel> make_calibration_panel(const Options& options);
+std::unique_ptr<Panel> make_depth_panel();
+std::unique_ptr<Panel> make_plan_panel(const Options& options);
 std::unique_ptr<Panel> make_evaluate_panel(const Options& options);
+
+// What the Depth and Plan panels show. The Calibration panel sets the trace (from a file, or live
+// snapshots of a running calibration); the Plan panel owns the plan and the Depth panel highlights
+// its 8-bit blocks. UI thread only.
+struct Workspace {
+  std::shared_ptr<const dptq::Trace> trace;
+  std::string trace_source;       // file path, or "calibration of <model>"
+  bool trace_live = false;        // a calibration run is still adding windows
+  uint64_t trace_generation = 0;  // bumped by every new trace
+  std::optional<dptq::Plan> plan; // made from `trace` by the Plan panel (may be edited by hand)
+};
 
 // The model slot: at most one loaded model plus the state of the latest load request.
 struct ModelSlot {
@@ -123,6 +145,9 @@ class Studio {
   TaskRunner& tasks() { return tasks_; }
   const ModelSlot& model_slot() const { return model_; }
   std::shared_ptr<const dptq::Model> model() const { return model_.model; }
+  Workspace& workspace() { return workspace_; }
+  const Workspace& workspace() const { return workspace_; }
+  void set_trace(std::shared_ptr<const dptq::Trace> trace, std::string source, bool live);
 
   // Loads a GGUF file or HF folder in the background; the result replaces the current model.
   // Returns false (and records why in model_slot().load_error) when another task is running.
@@ -141,11 +166,13 @@ class Studio {
   Options options_;
   TaskRunner tasks_;
   ModelSlot model_;
+  Workspace workspace_;
   std::shared_ptr<std::optional<dptq::Model>> pending_model_;  // the load task's result slot
   std::vector<std::unique_ptr<Panel>> panels_;
   bool reset_layout_ = false;
   bool quit_requested_ = false;
   bool first_frame_ = true;
+  int focus_frames_ = 0;  // frames until the default layout's front tabs are chosen
 };
 
 // Applies the studio's colours (theme.hpp) and spacing to the current ImGui style.

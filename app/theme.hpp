@@ -18,5 +18,9 @@ inline constexpr Rgb kTitleBgActive{34, 76, 124};  // title / dock tab bar of th
 inline constexpr Rgb kError{235, 87, 75};          // dptq::Error messages
 inline constexpr Rgb kOk{110, 200, 120};           // "loaded", finished results
 inline constexpr Rgb kMuted{150, 150, 160};        // hints, cancelled tasks
+// Depth plots: blocks with 8-bit activations in the current plan (a strip under each plot in
+// exactly this colour, a translucent band above it) and phases with massive activations (bands).
+inline constexpr Rgb kPlan8bit{245, 166, 35};
+inline constexpr Rgb kPhase{120, 90, 200};
 
 }  // namespace dptq::studio::theme

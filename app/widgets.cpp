@@ -4,7 +4,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
+#include "file_dialog.hpp"
 #include "theme.hpp"
 
 namespace dptq::studio::ui {
@@ -61,6 +63,37 @@ void field_row(const char* label, const char* help, const std::string& value,
     if (ImGui::MenuItem("Copy")) ImGui::SetClipboardText(value.c_str());
     ImGui::EndPopup();
   }
+}
+
+std::string start_dir_of(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::path p(path);
+  if (!path.empty() && std::filesystem::is_directory(p, ec)) return p.string();
+  if (p.has_parent_path() && std::filesystem::is_directory(p.parent_path(), ec))
+    return p.parent_path().string() + "/";
+  return {};
+}
+
+bool path_field(const char* id, std::string& path, const char* help, FileDialog& dialog,
+                const char* dialog_title, const std::vector<std::string>& filters,
+                std::string& dialog_error) {
+  ImGui::PushID(id);
+  const float browse_w = ImGui::CalcTextSize("Browse...").x + ImGui::GetStyle().FramePadding.x * 2;
+  ImGui::SetNextItemWidth(-(browse_w + ImGui::GetStyle().ItemSpacing.x));
+  const bool entered = input_text("##path", path, ImGuiInputTextFlags_EnterReturnsTrue);
+  tooltip(help);
+  ImGui::SameLine();
+  ImGui::BeginDisabled(dialog.active());
+  if (ImGui::Button("Browse...")) {
+    dialog_error.clear();
+    if (!dialog.open(FileDialog::Kind::OpenFile, dialog_title, start_dir_of(path), filters))
+      dialog_error = dialog.error();
+  }
+  ImGui::EndDisabled();
+  tooltip("Choose the file with the desktop's file dialog.");
+  if (!dialog_error.empty()) muted_text(dialog_error);
+  ImGui::PopID();
+  return entered;
 }
 
 std::string human_count(int64_t n) {

@@ -3,6 +3,11 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
+
+namespace dptq::studio {
+class FileDialog;
+}
 
 namespace dptq::studio::ui {
 
@@ -22,6 +27,15 @@ bool input_text(const char* label, std::string& value, int flags = 0);
 // EndTable.
 void field_row(const char* label, const char* help, const std::string& value,
                const char* value_tooltip = nullptr);
+
+// A path field filling the row, then "Browse..." opening `dialog` (a file to open) in the field's
+// folder. Returns true when Enter was pressed in the field. A dialog that cannot open stores why in
+// `dialog_error` (shown under the field). The caller polls dialog.poll() for the choice.
+bool path_field(const char* id, std::string& path, const char* help, FileDialog& dialog,
+                const char* dialog_title, const std::vector<std::string>& filters,
+                std::string& dialog_error);
+// Folder to start a file dialog in: `path` itself when it is a folder, else its parent ("" if none).
+std::string start_dir_of(const std::string& path);
 
 // "134.52 M", "1.20 B", "950" — for parameter and token counts.
 std::string human_count(int64_t n);

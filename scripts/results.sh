@@ -3,7 +3,7 @@
 # the default model. CPU, 2 threads: about 2 hours. Outputs go to docs/data/results/.
 #   scripts/results.sh [BUILD_DIR]      (default build/release; run scripts/test.sh first)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "${RESULTS_ROOT:-$(dirname "$0")/..}"
 BUILD=${1:-build/release}
 DPTQ="$BUILD/cli/dptq"
 M=${DPTQ_MODEL:-${DPTQ_CACHE:-$HOME/.cache/dptq}/models/SmolLM2-135M-Instruct.Q4_1.gguf}
@@ -57,5 +57,33 @@ if [ ! -f "$OUT/full_quarot-rtn.json" ]; then
     --out "$OUT/full_quarot-rtn.csv" --json > "$OUT/full_quarot-rtn.json.tmp"
   mv "$OUT/full_quarot-rtn.json.tmp" "$OUT/full_quarot-rtn.json"
 fi
+# 5. The rest of the grid on the full test file, one output file per row (about 25 minutes per
+#    row on 2 CPU threads, plus GPTQ's calibration). Rows run most informative first, so a partial
+#    run already answers "does the plan help on the full file".
+full() {  # method policy budget
+  local f="$OUT/full/$1_$2_k$3.json" plan=()
+  [ -f "$f" ] && return
+  mkdir -p "$OUT/full"
+  if [ "$3" != 0 ]; then
+    plan=(--plan "$OUT/full/$1_$2_k$3.plan.json")
+    [ -f "${plan[1]}" ] || "$DPTQ" plan "$TRACE" --policy "$2" --budget "$3" --method "$1" --out "${plan[1]}" > /dev/null
+  fi
+  log "full file: $1 $2 k=$3"
+  "$DPTQ" ppl "$M" --method "$1" "${plan[@]}" --text "$W" --json > "$f.tmp"
+  mv "$f.tmp" "$f"
+}
+full quarot-rtn dynamicptq 8
+full quarot-rtn first-last 4
+full quarot-gptq none 0
+full quarot-gptq dynamicptq 8
+full rtn none 0
+full rtn dynamicptq 8
+full quarot-rtn first-last 8
+full quarot-gptq first-last 8
+full rtn first-last 8
+for k in 1 2; do full quarot-rtn dynamicptq $k; full quarot-rtn first-last $k; done
+for m in quarot-gptq rtn; do
+  for k in 4 2 1; do full $m dynamicptq $k; full $m first-last $k; done
+done
 log done
 python3 tools/results_table.py "$OUT"

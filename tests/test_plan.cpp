@@ -76,11 +76,12 @@ PlanOptions opts(const std::string& policy, int64_t budget, double threshold = k
 }
 
 // Selected blocks in rank order (and checks the per-block invariants of a selection).
-std::vector<int64_t> selection(const Plan& p) {
+// Policies give a selected block 8 bits at every site; hand edits (`policy_bits` false) may not.
+std::vector<int64_t> selection(const Plan& p, bool policy_bits = true) {
   std::vector<std::pair<int, int64_t>> ranked;
   for (const dptq::PlanBlock& b : p.blocks) {
     const int expect_bits = b.selected ? 8 : 4;
-    CHECK(b.bits == dptq::SiteBits{expect_bits, expect_bits, expect_bits, expect_bits});
+    if (policy_bits) CHECK(b.bits == dptq::SiteBits{expect_bits, expect_bits, expect_bits, expect_bits});
     CHECK(b.selected == (b.rank > 0));
     CHECK(b.selected == !b.reason.empty());
     if (b.selected) ranked.emplace_back(b.rank, b.index);
@@ -299,6 +300,72 @@ TEST_CASE("manual: exactly the given blocks, ranked in list order") {
   CHECK(p.policy.manual_blocks == V{5, 2});
   o.manual_blocks = {};
   CHECK(selection(dptq::make_plan(t, o)) == V{});
+}
+
+TEST_CASE("set_block_bits: hand edits keep ranks 1..n, reasons and the plan valid") {
+  const Trace t = make_trace();
+  Plan p = dptq::make_plan(t, opts("dynamicptq", 3));  // 1, 6, 7
+  REQUIRE(selection(p) == V{1, 6, 7});
+  // Only some sites of a new block: selected, next rank, "chosen by hand".
+  dptq::set_block_bits(p, 2, dptq::SiteBits{4, 4, 4, 8});
+  CHECK(selection(p, false) == V{1, 6, 7, 2});
+  CHECK(p.blocks[2].bits == dptq::SiteBits{4, 4, 4, 8});
+  CHECK(p.blocks[2].reason == "chosen by hand (rank 4)");
+  CHECK(p.policy.name == "manual");
+  CHECK(p.policy.budget == -1);
+  CHECK(p.policy.manual_blocks == V{1, 6, 7, 2});
+  // Dropping rank 1: everyone after moves up, the policy's reasons follow their new rank.
+  dptq::set_block_bits(p, 1, dptq::SiteBits{});
+  CHECK(selection(p, false) == V{6, 7, 2});
+  CHECK(p.blocks[1].reason.empty());
+  CHECK(p.blocks[6].reason.find("(rank 1)") != std::string::npos);
+  CHECK(p.blocks[6].reason.find("(rank 2)") == std::string::npos);
+  CHECK(p.blocks[2].reason == "chosen by hand (rank 3)");
+  CHECK_NOTHROW(dptq::validate_plan(p));
+  // Per-site change of a selected block: selection and ranks unchanged.
+  dptq::set_block_bits(p, 7, dptq::SiteBits{8, 4, 8, 4});
+  CHECK(selection(p, false) == V{6, 7, 2});
+  CHECK(p.blocks[7].bits == dptq::SiteBits{8, 4, 8, 4});
+  // The edited plan survives the file round trip.
+  const Plan back = dptq::plan_from_json(dptq::plan_to_json(p), "edited");
+  CHECK(selection(back, false) == V{6, 7, 2});
+  CHECK(back.blocks[7].bits == dptq::SiteBits{8, 4, 8, 4});
+  // Bad edits change nothing.
+  CHECK_THROWS_WITH_AS(dptq::set_block_bits(p, 8, dptq::SiteBits{}),
+                       doctest::Contains("block 8 is out of range 0..7"), Error);
+  CHECK_THROWS_WITH_AS(dptq::set_block_bits(p, 0, dptq::SiteBits{6, 4, 4, 4}),
+                       doctest::Contains("must be 4 or 8, not 6"), Error);
+  CHECK(selection(p, false) == V{6, 7, 2});
+}
+
+TEST_CASE("plan_cost: MAC share of 8-bit inputs from the trace's site widths") {
+  // d = 4, o = 4 (2 heads x 2), d_ff = 8, k = v = 2 (1 kv head): per block
+  // qkv 4*(4+4) = 32, o 16, gate_up 4*16 = 64, down 32 -> 144 MACs.
+  Trace t = make_trace();
+  for (size_t l = 0; l < t.blocks.size(); ++l) {
+    std::array<dptq::SiteStats, dptq::kNumSites> s;
+    s[0].channel_absmax.assign(4, 1.f);
+    s[1].channel_absmax.assign(4, 1.f);
+    s[2].channel_absmax.assign(4, 1.f);
+    s[3].channel_absmax.assign(8, 1.f);
+    s[4].channel_absmax.assign(2, 1.f);
+    s[5].channel_absmax.assign(2, 1.f);
+    t.sites.push_back(s);
+  }
+  Plan p = dptq::make_plan(t, opts("first-last", 0));
+  dptq::PlanCost c = dptq::plan_cost(p, t);
+  CHECK(c.mac_share_8bit == 0.0);
+  CHECK(c.mean_act_bits == doctest::Approx(4.0));
+  p = dptq::make_plan(t, opts("first-last", 2));
+  c = dptq::plan_cost(p, t);
+  CHECK(c.mac_share_8bit == doctest::Approx(2.0 / 8.0));
+  CHECK(c.mean_act_bits == doctest::Approx(5.0));
+  CHECK(c.sites_8bit == 8);
+  dptq::set_block_bits(p, 3, dptq::SiteBits{4, 4, 4, 8});  // + one down site: 32 of 8 * 144
+  c = dptq::plan_cost(p, t);
+  CHECK(c.mac_share_8bit == doctest::Approx((2.0 * 144 + 32) / (8.0 * 144)));
+  t.sites.pop_back();
+  CHECK_THROWS_WITH_AS(dptq::plan_cost(p, t), doctest::Contains("plan has 8 blocks, the trace 7"), Error);
 }
 
 TEST_CASE("random: seeded uniform choice without replacement") {

@@ -166,3 +166,66 @@ TEST_CASE("studio: a model path that does not exist shows the error and exits 0"
   CHECK(img.count_reddish() > 200);
 #endif
 }
+
+namespace {
+fs::path committed_trace() { return dptq::test::tests_dir() / ".." / "traces" / "smollm2-135m_quarot_32x512.h5"; }
+}  // namespace
+
+TEST_CASE("studio: a trace opened without a model is plotted across depth, the plan's 8-bit blocks highlighted") {
+  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");
+#ifndef DPTQ_HAVE_STB_IMAGE
+  DPTQ_SKIP_UNLESS(false, "stb/stb_image.h not installed (apt install libstb-dev)");
+#else
+  REQUIRE(fs::exists(committed_trace()));
+  const fs::path dir = dptq::test::scratch_dir("studio_trace");
+  // Pixels painted exactly in the highlight colour: the strips under the three depth plots, one per
+  // 8-bit block of the Plan panel's plan (dynamicptq with the given budget).
+  auto strip_pixels = [&](int budget) {
+    const fs::path png = dir / ("budget" + std::to_string(budget) + ".png");
+    const Run r = run("xvfb-run -a " + studio() + " --no-autoload --trace '" + committed_trace().string() +
+                      "' --budget " + std::to_string(budget) +
+                      " --frames 5 --wait-idle --width 1280 --height 800 --screenshot '" + png.string() + "'",
+                      dir / "log.txt");
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    const Image img = load_png(png);
+    // No error text (the plots' orange lines would count as "reddish": look for the exact colour).
+    CHECK(img.count(theme::kError, 2) == 0);
+    // The massive-activation phases are shaded (blended over the plot background): many distinct
+    // colours beyond the UI's own.
+    CHECK(img.distinct_colors() >= 64);
+    return img.count(theme::kPlan8bit, 0);
+  };
+  const int64_t none = strip_pixels(0), two = strip_pixels(2), six = strip_pixels(6);
+  CHECK(none == 0);
+  CHECK(two > 3 * 20);        // three plots, two strips, each several pixels wide and tall
+  CHECK(six > 2 * two);       // three times the strips (lines crossing a strip hide a few pixels)
+  CHECK(six < 4 * two);
+#endif
+}
+
+TEST_CASE("studio: a truncated trace file shows the error in red and exits 0") {
+  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");
+#ifndef DPTQ_HAVE_STB_IMAGE
+  DPTQ_SKIP_UNLESS(false, "stb/stb_image.h not installed (apt install libstb-dev)");
+#else
+  const fs::path dir = dptq::test::scratch_dir("studio_bad_trace");
+  const fs::path bad = dir / "truncated.h5";
+  {
+    std::ifstream in(committed_trace(), std::ios::binary);
+    std::string head(4096, '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    std::ofstream(bad, std::ios::binary).write(head.data(), in.gcount());
+  }
+  const fs::path png = dir / "studio.png";
+  const Run r = run("xvfb-run -a " + studio() + " --no-autoload --trace '" + bad.string() +
+                    "' --frames 5 --wait-idle --width 1024 --height 700 --screenshot '" + png.string() + "'",
+                    dir / "log.txt");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const Image img = load_png(png);
+  CHECK(img.count_reddish() > 200);           // the read error, in the Calibration panel
+  CHECK(img.count(theme::kError, 2) > 20);     // in the error colour (glyph interiors)
+  CHECK(img.count(theme::kPlan8bit, 0) == 0);  // nothing plotted
+#endif
+}

@@ -56,6 +56,7 @@ class EvaluatePanel final : public Panel {
         max_windows_(static_cast<int>(o.max_windows)), auto_run_(o.eval_on_load) {}
   const char* title() const override { return "Evaluate"; }
   void draw(Studio& studio) override;
+  void update(Studio& studio) override;
   bool has_pending_work(const Studio& studio) const override {
     return auto_run_ && studio.model() != nullptr;  // --eval starts on the next frame
   }
@@ -86,14 +87,17 @@ class EvaluatePanel final : public Panel {
   std::shared_ptr<const Ids> cached_ids_;
 };
 
-void EvaluatePanel::draw(Studio& studio) {
-  if (auto chosen = dialog_.poll()) text_path_ = *chosen;
+void EvaluatePanel::update(Studio& studio) {
   collect();
   if (auto_run_ && !studio.tasks().busy()) {
     // --eval: run once the start-up load succeeded; forget it if that load failed.
     if (studio.model()) start(studio);
     auto_run_ = false;
   }
+}
+
+void EvaluatePanel::draw(Studio& studio) {
+  if (auto chosen = dialog_.poll()) text_path_ = *chosen;
   draw_inputs(studio);
   draw_progress();
   draw_result();
@@ -101,22 +105,10 @@ void EvaluatePanel::draw(Studio& studio) {
 
 void EvaluatePanel::draw_inputs(Studio& studio) {
   ImGui::SeparatorText("Perplexity");
-  const float browse_w = ImGui::CalcTextSize("Browse...").x + ImGui::GetStyle().FramePadding.x * 2;
-  ImGui::SetNextItemWidth(-(browse_w + ImGui::GetStyle().ItemSpacing.x));
-  ui::input_text("##text-path", text_path_);
-  ui::tooltip("UTF-8 text file to score, tokenized whole (default: the WikiText-2 raw test split).");
-  ImGui::SameLine();
-  ImGui::BeginDisabled(dialog_.active());
-  if (ImGui::Button("Browse...")) {
-    std::filesystem::path p(text_path_);
-    if (!dialog_.open(FileDialog::Kind::OpenFile, "Choose an evaluation text",
-                      p.has_parent_path() ? p.parent_path().string() + "/" : std::string(),
-                      {"Text files (*.txt)", "*.txt", "All files", "*"}))
-      dialog_error_ = dialog_.error();
-  }
-  ImGui::EndDisabled();
-  ui::tooltip("Choose the text file with the desktop's file dialog.");
-  if (!dialog_error_.empty()) ui::muted_text(dialog_error_);
+  ui::path_field("text", text_path_,
+                 "UTF-8 text file to score, tokenized whole (default: the WikiText-2 raw test split).",
+                 dialog_, "Choose an evaluation text", {"Text files (*.txt)", "*.txt", "All files", "*"},
+                 dialog_error_);
 
   const float field_w = ImGui::GetFontSize() * 8.0f;
   ImGui::SetNextItemWidth(field_w);

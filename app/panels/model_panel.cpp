@@ -21,15 +21,6 @@ std::string fmt_double(const char* f, double v) {
   return buf;
 }
 
-std::string start_dir_of(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::path p(path);
-  if (!path.empty() && std::filesystem::is_directory(p, ec)) return p.string();
-  if (p.has_parent_path() && std::filesystem::is_directory(p.parent_path(), ec))
-    return p.parent_path().string() + "/";
-  return {};
-}
-
 class ModelPanel final : public Panel {
  public:
   const char* title() const override { return "Model & data"; }
@@ -82,7 +73,7 @@ void ModelPanel::draw_source(Studio& studio) {
   ImGui::SameLine();
   ImGui::BeginDisabled(busy || dialog_.active());
   if (ImGui::Button("Open file...")) {
-    if (!dialog_.open(FileDialog::Kind::OpenFile, "Open a GGUF model", start_dir_of(path_),
+    if (!dialog_.open(FileDialog::Kind::OpenFile, "Open a GGUF model", ui::start_dir_of(path_),
                       {"GGUF models (*.gguf)", "*.gguf", "All files", "*"}))
       dialog_error_ = dialog_.error();
   }
@@ -90,7 +81,7 @@ void ModelPanel::draw_source(Studio& studio) {
   ImGui::SameLine();
   if (ImGui::Button("Open folder...")) {
     if (!dialog_.open(FileDialog::Kind::SelectFolder, "Open a HuggingFace model folder",
-                      start_dir_of(path_)))
+                      ui::start_dir_of(path_)))
       dialog_error_ = dialog_.error();
   }
   ui::tooltip("Choose a HuggingFace model folder (config.json + safetensors + tokenizer); it "

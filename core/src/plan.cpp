@@ -839,4 +839,78 @@ std::string plan_summary(const Plan& p) {
   return s.str();
 }
 
+
+void set_block_bits(Plan& plan, int64_t block, const SiteBits& bits) {
+  const int64_t L = plan.n_layers();
+  if (block < 0 || block >= L)
+    throw Error(ErrorKind::InvalidArgument, "", "block " + std::to_string(block) +
+                " is out of range 0.." + std::to_string(L - 1));
+  for (int b : {bits.qkv, bits.o, bits.gate_up, bits.down})
+    if (b != 4 && b != 8)
+      throw Error(ErrorKind::InvalidArgument, "", "activation bits must be 4 or 8, not " + std::to_string(b));
+  PlanBlock& target = plan.blocks[size_t(block)];
+  const bool now = bits.qkv == 8 || bits.o == 8 || bits.gate_up == 8 || bits.down == 8;
+  target.bits = bits;
+  if (now == target.selected) return;  // same selection, new per-site bits
+
+  // " (rank N)" at the end of a reason follows the block's rank.
+  auto rerank = [](PlanBlock& b, int rank) {
+    const std::string old = rank_text(b.rank);
+    if (b.reason.size() >= old.size() && b.reason.compare(b.reason.size() - old.size(), old.size(), old) == 0)
+      b.reason.resize(b.reason.size() - old.size());
+    b.rank = rank;
+    if (rank > 0) b.reason += rank_text(rank);
+  };
+  if (now) {
+    target.selected = true;
+    target.reason = "chosen by hand";
+    rerank(target, int(plan.n_selected()));
+  } else {
+    const int gone = target.rank;
+    target.selected = false;
+    rerank(target, 0);
+    target.reason.clear();
+    for (PlanBlock& b : plan.blocks)
+      if (b.selected && b.rank > gone) rerank(b, b.rank - 1);
+  }
+  std::vector<int64_t> order(size_t(plan.n_selected()));
+  for (const PlanBlock& b : plan.blocks)
+    if (b.selected) order[size_t(b.rank - 1)] = b.index;
+  plan.policy = PlanPolicy{};
+  plan.policy.name = "manual";
+  plan.policy.manual_blocks = std::move(order);
+}
+
+PlanCost plan_cost(const Plan& plan, const Trace& trace) {
+  const int64_t L = plan.n_layers();
+  if (int64_t(trace.sites.size()) != L)
+    throw Error(ErrorKind::InvalidArgument, "", "plan has " + std::to_string(L) + " blocks, the trace " +
+                std::to_string(trace.sites.size()));
+  auto width = [&](int64_t l, Site s) {
+    return double(trace.sites[size_t(l)][size_t(s)].channel_absmax.size());
+  };
+  PlanCost cost;
+  double total = 0, eight = 0, bit_macs = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    const double d = width(l, Site::Qkv), o = width(l, Site::O), ff = width(l, Site::Down),
+                 kv = width(l, Site::K) + width(l, Site::V);
+    if (d <= 0 || o <= 0 || ff <= 0)
+      throw Error(ErrorKind::InvalidArgument, "", "the trace has no site widths for block " + std::to_string(l));
+    const SiteBits& b = plan.blocks[size_t(l)].bits;
+    const std::pair<double, int> sites[] = {
+        {d * (o + kv), b.qkv}, {o * d, b.o}, {d * 2 * ff, b.gate_up}, {ff * d, b.down}};
+    for (const auto& [macs, bits] : sites) {
+      total += macs;
+      bit_macs += macs * bits;
+      if (bits == 8) {
+        eight += macs;
+        ++cost.sites_8bit;
+      }
+    }
+  }
+  cost.mac_share_8bit = eight / total;
+  cost.mean_act_bits = bit_macs / total;
+  return cost;
+}
+
 }  // namespace dptq

@@ -15,6 +15,8 @@
 //   write_plan / read_plan   JSON I/O; file layout and versioning: docs/plan-format.md
 //   check_plan_matches       refuses a plan made for another model
 //   plan_summary             plain-text table for terminals and logs
+//   set_block_bits           hand edit of one block (the studio's per-site toggles)
+//   plan_mac_share           share of the linear layers' multiply-accumulates with 8-bit inputs
 //
 // Policies (exact definitions, including what is this project's reading of the DynamicPTQ paper,
 // whose code is not public: docs/plan-format.md):
@@ -175,5 +177,27 @@ void check_plan_matches(const Plan& plan, const std::string& model_fingerprint, 
 // Plain-text summary: header (model, base method, policy) and one row per block with bits
 // (qkv/o/gate_up/down), selection, rank, JR p99, HSNR4 p1, phase marks and reason.
 std::string plan_summary(const Plan& plan);
+
+// Hand edit (the studio's Plan panel): sets the activation bits of `block` (each 4 or 8) and keeps
+// the plan valid. A block is selected while any of its sites has 8 bits. A block that becomes
+// selected takes the next rank with the reason "chosen by hand"; one that becomes unselected gives
+// its rank up, and the blocks ranked after it move up by one (their "(rank N)" texts follow). The
+// policy becomes "manual" with manual_blocks = the selected blocks in rank order, unless the
+// selection is unchanged. Throws Error(InvalidArgument) for a block outside 0..L-1 or bits not in
+// {4, 8}, leaving the plan untouched.
+void set_block_bits(Plan& plan, int64_t block, const SiteBits& bits);
+
+// Cost side of a plan: the share of the linear layers' multiply-accumulates (q/k/v, o, gate/up,
+// down of every block; the head excluded) whose inputs are quantized to 8 bits, and the
+// MAC-weighted mean activation bits. Shapes come from the trace's site widths: d_model (qkv,
+// gate_up), n_heads·head_dim (o), d_ff (down), n_kv_heads·head_dim (k, v). Throws
+// Error(InvalidArgument) when the plan and the trace have different block counts or the trace has
+// no site widths.
+struct PlanCost {
+  double mac_share_8bit = 0;   // 0..1
+  double mean_act_bits = 4;    // MAC-weighted
+  int64_t sites_8bit = 0;      // quantizer sites at 8 bits (of 4·L)
+};
+PlanCost plan_cost(const Plan& plan, const Trace& trace);
 
 }  // namespace dptq

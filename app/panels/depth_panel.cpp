@@ -1,0 +1,213 @@
+// "Depth" panel: the trace's layer dynamics across depth (docs/metrics.md), three plots sharing the
+// x axis (block / stream index l): the largest |h_l| with the phases of massive activations, the
+// Jump Ratio of every block, its Historical SNR at 4 and 8 bits. Blocks with 8-bit activations in
+// the current plan are highlighted in every plot; hovering shows the numbers of one block.
+#include <imgui.h>
+#include <implot.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "../studio.hpp"
+#include "../theme.hpp"
+#include "../widgets.hpp"
+#include "dptq/trace.hpp"
+
+namespace dptq::studio {
+namespace {
+
+ImVec4 color(theme::Rgb c, float a = 1.0f) { return ImVec4(c.rf(), c.gf(), c.bf(), a); }
+
+// The trace's series as plot arrays (rebuilt when the trace changes).
+struct Series {
+  std::vector<double> stream_x, top1, median;                // l = 0..L
+  std::vector<double> block_x, jr_p50, jr_p99, jr_inf_p99;   // l = 0..L-1
+  std::vector<double> hsnr4_p1, hsnr4_mean, hsnr8_mean;
+  std::vector<double> emergence_x, disappearance_x;
+};
+
+// Log axes cannot show 0 (a block that does not change the stream): floor at a tiny positive value.
+double positive(double v) { return std::isfinite(v) && v > 1e-12 ? v : 1e-12; }
+
+Series make_series(const dptq::Trace& t) {
+  Series s;
+  for (const auto& st : t.streams) {
+    s.stream_x.push_back(double(st.index));
+    s.top1.push_back(positive(st.top1_abs));
+    s.median.push_back(positive(st.median_abs));
+  }
+  for (const auto& b : t.blocks) {
+    const double x = double(b.index);
+    s.block_x.push_back(x);
+    s.jr_p50.push_back(positive(b.jump_ratio.p50));
+    s.jr_p99.push_back(positive(b.jump_ratio.p99));
+    s.jr_inf_p99.push_back(positive(b.jump_ratio_inf.p99));
+    s.hsnr4_p1.push_back(b.hsnr4_db.p1);
+    s.hsnr4_mean.push_back(b.hsnr4_db.mean);
+    s.hsnr8_mean.push_back(b.hsnr8_db.mean);
+    if (b.emergence) s.emergence_x.push_back(x);
+    if (b.disappearance) s.disappearance_x.push_back(x);
+  }
+  return s;
+}
+
+class DepthPanel final : public Panel {
+ public:
+  const char* title() const override { return "Depth"; }
+  void draw(Studio& studio) override;
+
+ private:
+  void draw_bands(const Workspace& ws) const;
+  void draw_hover(const Workspace& ws) const;
+
+  uint64_t generation_ = ~uint64_t{0};
+  Series s_;
+  std::vector<double> ticks_;
+};
+
+void DepthPanel::draw(Studio& studio) {
+  const Workspace& ws = studio.workspace();
+  if (!ws.trace) {
+    ui::muted_text("No trace yet. Run a calibration or open a trace file in the Calibration panel.");
+    return;
+  }
+  const dptq::Trace& t = *ws.trace;
+  if (generation_ != ws.trace_generation) {
+    s_ = make_series(t);
+    generation_ = ws.trace_generation;
+  }
+  const dptq::TraceMeta& m = t.meta;
+  ImGui::Text("%s  |  %lld windows x %lld tokens  |  quantizer view: %s", m.model_name.c_str(),
+              static_cast<long long>(m.windows), static_cast<long long>(m.seqlen), m.rotation.c_str());
+  ui::tooltip("Model, calibration size and whether the metrics were taken after QuaRot's rotations.");
+  if (ws.plan) {
+    ImGui::SameLine();
+    ImGui::Text("  |  8-bit blocks: %lld", static_cast<long long>(ws.plan->n_selected()));
+    ui::tooltip("Blocks the plan (Plan panel) gives 8-bit activations, highlighted in every plot.");
+  }
+  ui::muted_text(ws.trace_source);
+  if (t.blocks.empty()) return;
+
+  const ImPlotSubplotFlags flags = ImPlotSubplotFlags_LinkAllX | ImPlotSubplotFlags_NoResize;
+  float rows[] = {1.0f, 1.0f, 1.0f};
+  if (!ImPlot::BeginSubplots("##depth", 3, 1, ImVec2(-1, -1), flags, rows)) return;
+  const double x_min = -0.5, x_max = double(t.blocks.size()) + 0.5;
+  auto setup = [&](const char* y_label, bool log_y) {
+    ImPlot::SetupAxes(nullptr, y_label, 0, ImPlotAxisFlags_AutoFit);
+    ImPlot::SetupAxisLimits(ImAxis_X1, x_min, x_max, ImPlotCond_Once);
+    if (log_y) ImPlot::SetupAxisScale(ImAxis_Y1, ImPlotScale_Log10);
+    ImPlot::SetupLegend(ImPlotLocation_North, ImPlotLegendFlags_Horizontal | ImPlotLegendFlags_Outside);
+  };
+  // No titles: the legend above each plot and its y label say what it shows.
+  constexpr ImPlotFlags kPlotFlags = ImPlotFlags_NoMouseText | ImPlotFlags_NoTitle;
+  ImPlotSpec line;
+  line.Marker = ImPlotMarker_Circle;
+  line.MarkerSize = 2.0f;
+  line.LineWeight = 1.5f;
+
+  if (ImPlot::BeginPlot("Massive activations", ImVec2(), kPlotFlags)) {
+    setup("|h_l| (log)", true);
+    draw_bands(ws);
+    ImPlot::PlotLine("top-1 |h_l|", s_.stream_x.data(), s_.top1.data(), int(s_.top1.size()), line);
+    ImPlot::PlotLine("median |h_l|", s_.stream_x.data(), s_.median.data(), int(s_.median.size()), line);
+    ImPlotSpec thr;
+    thr.LineColor = color(theme::kMuted, 0.8f);
+    thr.Flags = ImPlotInfLinesFlags_Horizontal;
+    const double threshold = m.massive_abs_threshold;
+    ImPlot::PlotInfLines("massive threshold", &threshold, 1, thr);
+    draw_hover(ws);
+    ImPlot::EndPlot();
+  }
+  if (ImPlot::BeginPlot("Jump Ratio", ImVec2(), kPlotFlags)) {
+    setup("Jump Ratio (log)", true);
+    draw_bands(ws);
+    ImPlot::PlotLine("JR p99", s_.block_x.data(), s_.jr_p99.data(), int(s_.jr_p99.size()), line);
+    ImPlot::PlotLine("JR p50", s_.block_x.data(), s_.jr_p50.data(), int(s_.jr_p50.size()), line);
+    ImPlot::PlotLine("JR-inf p99", s_.block_x.data(), s_.jr_inf_p99.data(), int(s_.jr_inf_p99.size()), line);
+    draw_hover(ws);
+    ImPlot::EndPlot();
+  }
+  if (ImPlot::BeginPlot("Historical SNR", ImVec2(), kPlotFlags)) {
+    setup("HSNR (dB)", false);
+    draw_bands(ws);
+    ImPlot::PlotLine("HSNR4 p1", s_.block_x.data(), s_.hsnr4_p1.data(), int(s_.hsnr4_p1.size()), line);
+    ImPlot::PlotLine("HSNR4 mean", s_.block_x.data(), s_.hsnr4_mean.data(), int(s_.hsnr4_mean.size()), line);
+    ImPlot::PlotLine("HSNR8 mean", s_.block_x.data(), s_.hsnr8_mean.data(), int(s_.hsnr8_mean.size()), line);
+    draw_hover(ws);
+    ImPlot::EndPlot();
+  }
+  ImPlot::EndSubplots();
+}
+
+// Phases with massive activations (translucent), the plan's 8-bit blocks (a translucent band and
+// an opaque strip along the bottom edge), emergence / disappearance ticks along the top edge.
+// The strips are the only pixels painted exactly theme::kPlan8bit (tests/test_studio.cpp counts them).
+void DepthPanel::draw_bands(const Workspace& ws) const {
+  const dptq::Trace& t = *ws.trace;
+  const ImPlotRect lim = ImPlot::GetPlotLimits();
+  ImDrawList* dl = ImPlot::GetPlotDrawList();
+  const ImVec2 top_left = ImPlot::PlotToPixels(lim.X.Min, lim.Y.Max);
+  const ImVec2 bottom_right = ImPlot::PlotToPixels(lim.X.Max, lim.Y.Min);
+  const float top = top_left.y, bottom = bottom_right.y;
+  const float strip = std::max(3.0f, ImGui::GetFontSize() * 0.35f);
+  auto x_px = [](double x) { return ImPlot::PlotToPixels(x, 0.0).x; };
+  ImPlot::PushPlotClipRect();
+  // Stream h_l sits at x = l, block l at x = l (it reads h_l): a phase of streams a..b spans
+  // [a - 0.5, b + 0.5].
+  for (const dptq::Phase& p : t.phases)
+    dl->AddRectFilled(ImVec2(x_px(double(p.first_stream) - 0.5), top),
+                      ImVec2(x_px(double(p.last_stream) + 0.5), bottom),
+                      ImGui::GetColorU32(color(theme::kPhase, 0.18f)));
+  if (ws.plan && ws.plan->n_layers() == int64_t(t.blocks.size())) {
+    for (const dptq::PlanBlock& b : ws.plan->blocks) {
+      if (!b.selected) continue;
+      const float x0 = x_px(double(b.index) - 0.4), x1 = x_px(double(b.index) + 0.4);
+      dl->AddRectFilled(ImVec2(x0, top), ImVec2(x1, bottom), ImGui::GetColorU32(color(theme::kPlan8bit, 0.16f)));
+      dl->AddRectFilled(ImVec2(x0, bottom - strip), ImVec2(x1, bottom), ImGui::GetColorU32(color(theme::kPlan8bit)));
+    }
+  }
+  const ImU32 tick = ImGui::GetColorU32(color(theme::kPhase, 0.9f));
+  for (const dptq::BlockStats& b : t.blocks) {
+    if (!b.emergence && !b.disappearance) continue;
+    const float x = x_px(double(b.index));
+    const char* mark = b.emergence && b.disappearance ? "E/D" : b.emergence ? "E" : "D";
+    dl->AddText(ImVec2(x - ImGui::CalcTextSize(mark).x * 0.5f, top + 1.0f), tick, mark);
+  }
+  ImPlot::PopPlotClipRect();
+}
+
+void DepthPanel::draw_hover(const Workspace& ws) const {
+  if (!ImPlot::IsPlotHovered()) return;
+  const dptq::Trace& t = *ws.trace;
+  const int64_t l = std::llround(ImPlot::GetPlotMousePos().x);
+  if (l < 0 || l > int64_t(t.blocks.size())) return;
+  ImGui::BeginTooltip();
+  const dptq::StreamStats& st = t.streams[size_t(l)];
+  ImGui::Text("h_%lld: top-1 |h| %.4g, median %.3g, %lld massive entries", static_cast<long long>(l),
+              st.top1_abs, st.median_abs, static_cast<long long>(st.n_massive));
+  if (l < int64_t(t.blocks.size())) {
+    const dptq::BlockStats& b = t.blocks[size_t(l)];
+    ImGui::Text("block %lld: JR p99 %.3g (p50 %.3g), HSNR4 p1 %.1f dB, mean %.1f dB", static_cast<long long>(l),
+                b.jump_ratio.p99, b.jump_ratio.p50, b.hsnr4_db.p1, b.hsnr4_db.mean);
+    if (b.emergence) ImGui::TextUnformatted("emergence boundary: massive activations appear in its output");
+    if (b.disappearance) ImGui::TextUnformatted("disappearance boundary: massive activations vanish in its output");
+    if (ws.plan && l < ws.plan->n_layers()) {
+      const dptq::PlanBlock& pb = ws.plan->blocks[size_t(l)];
+      if (pb.selected)
+        ImGui::Text("8-bit activations: %s", pb.reason.c_str());
+    }
+  }
+  ImGui::Separator();
+  ImGui::TextDisabled("JR: how large the block's update is relative to its input stream.");
+  ImGui::TextDisabled("HSNR: how much of the history in the stream survives the next block's 4-bit quantizer.");
+  ImGui::EndTooltip();
+}
+
+}  // namespace
+
+std::unique_ptr<Panel> make_depth_panel() { return std::make_unique<DepthPanel>(); }
+
+}  // namespace dptq::studio
