@@ -99,6 +99,13 @@ int main(int argc, char** argv) {
   cli.add_option("--text", options.text_path, "Text file for the Evaluate panel")->capture_default_str();
   cli.add_flag("--no-autoload", no_autoload, "Do not load the model at start");
   cli.add_flag("--eval", options.eval_on_load, "Run the evaluation as soon as the model is loaded");
+  cli.add_option("--eval-config", options.eval_config,
+                 "Evaluate panel: fp (as loaded), w4a4kv4 (uniform) or plan (W4A4KV4 + the Plan panel's plan)")
+      ->capture_default_str()->check(CLI::IsMember({"fp", "w4a4kv4", "plan"}));
+  cli.add_option("--method", options.eval_method, "Evaluate panel: quantization method")
+      ->capture_default_str()->check(CLI::IsMember({"quarot-rtn", "quarot-gptq", "rtn", "gptq"}));
+  cli.add_option("--sweep", options.sweep_budgets,
+                 "Evaluate panel: budgets of the sweep, e.g. 0,1,2,4,8; with --eval (and --trace) the sweep runs at start");
   cli.add_option("--seqlen", options.seqlen, "Evaluate panel: window length in tokens")
       ->capture_default_str()->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
   cli.add_option("--max-windows", options.max_windows, "Evaluate panel: windows to score (-1: all)")
@@ -150,7 +157,6 @@ int main(int argc, char** argv) {
   IMGUI_CHECKVERSION();
   ImGui::CreateContext();
   ImPlot::CreateContext();
-  ImPlot::GetStyle().FitPadding = ImVec2(0.02f, 0.08f);  // auto-fit leaves the extreme points inside
   ImGuiIO& io = ImGui::GetIO();
   io.ConfigFlags |= ImGuiConfigFlags_DockingEnable | ImGuiConfigFlags_NavEnableKeyboard;
   std::string ini_path;

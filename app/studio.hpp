@@ -34,6 +34,9 @@ struct Options {
   std::string text_path;      // evaluation text (WikiText-2 test unless --text)
   bool autoload = true;       // load model_path in the background at start
   bool eval_on_load = false;  // --eval: start an evaluation once the model is loaded
+  std::string eval_config = "fp";          // --eval-config: fp | w4a4kv4 | plan
+  std::string eval_method = "quarot-rtn";  // --method: Evaluate panel's quantization method
+  std::string sweep_budgets;               // --sweep: with --eval, sweep these budgets instead
   int64_t seqlen = 2048;      // Evaluate panel defaults
   int64_t max_windows = -1;   // -1: all windows
   bool persist_layout = true; // save/restore the docking layout in imgui.ini (off for --frames)

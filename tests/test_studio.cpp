@@ -49,7 +49,14 @@ Run run(const std::string& command, const fs::path& log) {
 
 bool have_xvfb() { return std::system("command -v xvfb-run > /dev/null 2>&1") == 0; }
 
-std::string studio() { return std::string("'") + DPTQ_STUDIO + "'"; }
+// '<path>' for the shell (built with append: GCC 12 warns falsely on "'" + literal + "'").
+std::string quoted(const std::string& path) {
+  std::string q = "'";
+  q.append(path).append("'");
+  return q;
+}
+
+std::string studio() { return quoted(DPTQ_STUDIO); }
 
 struct Image {
   int width = 0, height = 0;
@@ -228,4 +235,40 @@ TEST_CASE("studio: a truncated trace file shows the error in red and exits 0") {
   CHECK(img.count(theme::kError, 2) > 20);     // in the error colour (glyph interiors)
   CHECK(img.count(theme::kPlan8bit, 0) == 0);  // nothing plotted
 #endif
+}
+
+TEST_CASE("studio: W4A4KV4 + the Plan panel's plan gives the perplexity `dptq ppl --plan` gives") {
+  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");
+  DPTQ_SKIP_UNLESS(fs::exists(dptq::test::default_model()), "default model not installed (scripts/setup.sh)");
+  DPTQ_SKIP_UNLESS(fs::exists(dptq::test::wikitext()), "../shared/data not present");
+  const fs::path dir = dptq::test::scratch_dir("studio_eval_plan");
+  const std::string model = quoted(dptq::test::default_model().string());
+  const std::string text = quoted(dptq::test::wikitext().string());
+  const std::string trace = quoted(committed_trace().string());
+  // The studio: default model, the committed trace, dynamicptq with 3 blocks, evaluated at start.
+  const Run gui = run("xvfb-run -a " + studio() + " --model " + model + " --trace " + trace + " --text " + text +
+                      " --budget 3 --eval --eval-config plan --method quarot-rtn --seqlen 128 --max-windows 2"
+                      " --frames 3 --wait-idle",
+                      dir / "gui.txt");
+  INFO(gui.output);
+  REQUIRE(gui.exit_code == 0);
+  const auto at = gui.output.find("dptq-studio: perplexity ");
+  REQUIRE(at != std::string::npos);
+  const double gui_ppl = std::stod(gui.output.substr(at + 24));
+  CHECK(gui.output.find("quarot-rtn W4A4KV4, 8-bit activations in blocks") != std::string::npos);
+  CHECK(gui.output.find("(3 of 30)") != std::string::npos);
+  // The CLI on the same plan (made by `dptq plan` from the same trace) and windows.
+  const fs::path plan = dir / "k3.plan.json";
+  const std::string cli = quoted(DPTQ_CLI);
+  REQUIRE(run(cli + " plan " + trace + " --policy dynamicptq --budget 3 --out '" + plan.string() + "'",
+              dir / "plan.txt").exit_code == 0);
+  const Run ppl = run(cli + " ppl " + model + " --plan '" + plan.string() + "' --method quarot-rtn --text " + text +
+                      " --seqlen 128 --max-windows 2 --json", dir / "ppl.txt");
+  INFO(ppl.output);
+  REQUIRE(ppl.exit_code == 0);
+  const auto key = ppl.output.find("\"ppl\": ");
+  REQUIRE(key != std::string::npos);
+  const double cli_ppl = std::stod(ppl.output.substr(key + 7));
+  CHECK(gui_ppl == doctest::Approx(cli_ppl).epsilon(1e-6));  // printed with 6 decimals
+  CHECK(gui_ppl > 20.0);  // a quantized model, not the FP one (~19)
 }

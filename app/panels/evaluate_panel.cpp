@@ -1,35 +1,77 @@
 // "Evaluate" panel: perplexity of the loaded model on a text file (dptq::perplexity, the
-// GPTQ/QuaRot protocol), run as a cancellable background task.
+// GPTQ/QuaRot protocol) as it is (FP), under uniform W4A4KV4, or under W4A4KV4 with the Plan
+// panel's 8-bit blocks; a budget sweep draws the perplexity-vs-budget curve; the quantized model of
+// the last run can be saved as a real int4 checkpoint. Everything runs as cancellable background
+// tasks. The quantized copy of the model is kept between runs: a new plan only swaps activation
+// bits (dptq::set_activation_plan), it does not quantize the weights again.
 #include <imgui.h>
+#include <implot.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "../file_dialog.hpp"
 #include "../studio.hpp"
 #include "../widgets.hpp"
+#include "dptq/error.hpp"
 #include "dptq/perplexity.hpp"
+#include "dptq/quantize.hpp"
 
 namespace dptq::studio {
 namespace {
 
 using Ids = std::vector<int32_t>;
 
-// Shared between the worker and the panel. The worker writes; the panel reads the plain fields only
-// after the task finished, and the atomics at any time for the live rate.
-struct EvalSlot {
-  std::shared_ptr<const Ids> ids;           // tokens of the text (kept for the next run)
-  dptq::PerplexityResult result;
-  std::atomic<int64_t> eval_start_ns{0};    // steady clock at the first forward pass (0: tokenizing)
-  std::atomic<int64_t> expected_windows{0}; // windows this run will score
+enum Config : int { kFp = 0, kUniform = 1, kWithPlan = 2 };
+constexpr const char* kConfigNames[] = {"FP (as loaded)", "W4A4KV4", "W4A4KV4 + plan"};
+constexpr const char* kConfigHelp[] = {
+    "The model as loaded, unquantized.",
+    "Weights, activations and KV cache at 4 bits in every block (the chosen method).",
+    "W4A4KV4 with 8-bit activations in the blocks of the Plan panel's plan."};
+constexpr const char* kMethods[] = {"quarot-rtn", "quarot-gptq", "rtn", "gptq"};
+
+// One evaluation of a run: what it measured with.
+struct Step {
+  Config config = kFp;
+  std::optional<dptq::Plan> plan;  // quantized configs
+  int64_t budget = -1;             // blocks with 8-bit activations (-1: FP)
 };
 
-// What a run evaluated, for the results table and for reusing tokens.
+// What one evaluation measured.
+struct RunRecord {
+  std::string model_name, text_name;
+  int64_t seqlen = 0;
+  std::string config;  // "FP" or quant_summary()
+  std::string series;  // "quarot-rtn / dynamicptq": points of one sweep curve
+  int64_t budget = -1;
+  dptq::PerplexityResult result;
+};
+
+// A quantized copy of the loaded model, reused while the model and method stay the same.
+struct QuantCopy {
+  std::shared_ptr<dptq::Model> model;
+  std::string key;  // fingerprint | path | method
+};
+
+// Shared between the worker and the panel. The worker writes; the panel reads `done` under the
+// mutex at any time (live sweep curve), the other fields after the task finished.
+struct EvalSlot {
+  std::shared_ptr<const Ids> ids;  // tokens of the text (kept for the next run)
+  QuantCopy quant;                 // in: the cached copy; out: the copy used
+  std::mutex mu;
+  std::vector<RunRecord> done;
+  std::atomic<int64_t> eval_start_ns{0};    // steady clock at the first forward pass of a step
+  std::atomic<int64_t> expected_windows{0}; // windows each step scores
+  std::atomic<int> step{0};                 // step being evaluated (0-based)
+};
+
 struct RunKey {
   std::string model_fingerprint;
   std::string text_path;
@@ -37,23 +79,42 @@ struct RunKey {
   bool operator==(const RunKey&) const = default;
 };
 
-struct RunRecord {
-  std::string model_name;
-  std::string text_name;
-  int64_t seqlen = 0;
-  dptq::PerplexityResult result;
-};
-
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// "0,1,2,4,8" -> {0, 1, 2, 4, 8}; empty on a malformed list or a value outside 0..max.
+std::vector<int64_t> parse_budgets(const std::string& text, int64_t max) {
+  std::vector<int64_t> out;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t j = text.find(',', i);
+    if (j == std::string::npos) j = text.size();
+    const std::string item = text.substr(i, j - i);
+    char* end = nullptr;
+    const long long v = std::strtoll(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || v < 0 || v > max) return {};
+    if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
+    i = j + 1;
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 class EvaluatePanel final : public Panel {
  public:
   explicit EvaluatePanel(const Options& o)
       : text_path_(o.text_path), seqlen_(static_cast<int>(o.seqlen)),
-        max_windows_(static_cast<int>(o.max_windows)), auto_run_(o.eval_on_load) {}
+        max_windows_(static_cast<int>(o.max_windows)), auto_run_(o.eval_on_load),
+        config_(o.eval_config == "plan" ? kWithPlan : o.eval_config == "w4a4kv4" ? kUniform : kFp) {
+    for (int i = 0; i < IM_ARRAYSIZE(kMethods); ++i)
+      if (o.eval_method == kMethods[i]) method_ = i;
+    if (!o.sweep_budgets.empty()) {
+      budgets_text_ = o.sweep_budgets;
+      sweep_on_load_ = o.eval_on_load;
+    }
+  }
   const char* title() const override { return "Evaluate"; }
   void draw(Studio& studio) override;
   void update(Studio& studio) override;
@@ -65,33 +126,48 @@ class EvaluatePanel final : public Panel {
   void draw_inputs(Studio& studio);
   void draw_progress();
   void draw_result();
-  void start(Studio& studio);
+  void draw_sweep();
+  void draw_export(Studio& studio);
+  void start(Studio& studio, std::vector<Step> steps, std::string series);
+  void start_single(Studio& studio);
+  void start_sweep(Studio& studio);
+  void start_export(Studio& studio);
   void collect();
+  std::string quant_key(const dptq::Model& model) const;
+  std::optional<double> fp_ppl_for(const RunRecord& r) const;
 
   std::string text_path_;
   int seqlen_ = 2048;
   int max_windows_ = -1;
   bool auto_run_ = false;
+  bool sweep_on_load_ = false;  // --eval --sweep: the automatic run is a sweep
+  int config_ = kFp, method_ = 0;
+  std::string budgets_text_ = "0,1,2,4,8";
   FileDialog dialog_;
   std::string dialog_error_;
 
   std::shared_ptr<Task> task_;
   std::shared_ptr<EvalSlot> slot_;
-  RunRecord pending_;
+  bool exporting_ = false;
+  int steps_total_ = 0;
   RunKey pending_key_;
-  std::string error_;          // last failure (red)
-  std::string note_;           // last cancellation (grey)
-  std::optional<RunRecord> last_;
+  std::string error_, note_, ok_;
   std::vector<RunRecord> history_;
-  RunKey ids_key_;             // which (model, text) cached_ids_ belong to
+  RunKey ids_key_;  // which (model, text) cached_ids_ belong to
   std::shared_ptr<const Ids> cached_ids_;
+  QuantCopy quant_;  // the quantized copy of the last quantized run (a running task may modify it)
+  std::string quant_text_;  // quant_summary of quant_ after that run (read on the UI thread)
+  std::string export_path_;
 };
 
 void EvaluatePanel::update(Studio& studio) {
   collect();
   if (auto_run_ && !studio.tasks().busy()) {
     // --eval: run once the start-up load succeeded; forget it if that load failed.
-    if (studio.model()) start(studio);
+    // A plan needs the trace (--trace) first: wait while it is being opened.
+    const bool needs_plan = config_ == kWithPlan || sweep_on_load_;
+    if (needs_plan && !studio.workspace().plan && studio.tasks().busy()) return;
+    if (studio.model()) sweep_on_load_ ? start_sweep(studio) : start_single(studio);
     auto_run_ = false;
   }
 }
@@ -101,6 +177,12 @@ void EvaluatePanel::draw(Studio& studio) {
   draw_inputs(studio);
   draw_progress();
   draw_result();
+  draw_sweep();
+  draw_export(studio);
+}
+
+std::string EvaluatePanel::quant_key(const dptq::Model& model) const {
+  return model.info().fingerprint + "|" + model.info().path.string() + "|" + kMethods[method_];
 }
 
 void EvaluatePanel::draw_inputs(Studio& studio) {
@@ -114,6 +196,7 @@ void EvaluatePanel::draw_inputs(Studio& studio) {
   ImGui::SetNextItemWidth(field_w);
   if (ImGui::InputInt("Sequence length", &seqlen_, 128, 512)) seqlen_ = std::max(seqlen_, 2);
   ui::tooltip("Tokens per non-overlapping window; 2048 is the protocol of the GPTQ/QuaRot papers.");
+  ImGui::SameLine();
   ImGui::SetNextItemWidth(field_w);
   if (ImGui::InputInt("Max windows", &max_windows_, 1, 10)) max_windows_ = std::max(max_windows_, -1);
   ui::tooltip("Score only the first N windows for a quick estimate; -1 scores the whole text.");
@@ -122,19 +205,58 @@ void EvaluatePanel::draw_inputs(Studio& studio) {
     ImGui::TextDisabled("(all)");
   }
 
-  const bool running = task_ && !task_->finished();
-  const bool can_run = studio.model() && !studio.tasks().busy();
-  ImGui::BeginDisabled(!can_run);
-  if (ImGui::Button("Run")) start(studio);
+  const auto model = studio.model();
+  const bool model_quantized = model && dptq::is_quantized(*model);
+  const bool has_plan = studio.workspace().plan.has_value();
+  for (int c = 0; c < 3; ++c) {
+    if (c > 0) ImGui::SameLine();
+    const bool usable = c == kFp || (!model_quantized && (c != kWithPlan || has_plan));
+    ImGui::BeginDisabled(!usable);
+    if (ImGui::RadioButton(kConfigNames[c], config_ == c)) config_ = c;
+    ImGui::EndDisabled();
+    ui::tooltip(model_quantized && c != kFp ? "The loaded model is already a quantized checkpoint: it runs with "
+                                              "the quantizers it records (choose FP)."
+                : c == kWithPlan && !has_plan ? "Make a plan first: open or compute a trace (Calibration panel)."
+                                              : kConfigHelp[c]);
+  }
+  ImGui::BeginDisabled(config_ == kFp && !has_plan);
+  ImGui::SetNextItemWidth(field_w * 1.2f);
+  ImGui::Combo("Method", &method_, kMethods, IM_ARRAYSIZE(kMethods));
   ImGui::EndDisabled();
-  ui::tooltip(!studio.model() ? "Load a model in the Model & data panel first."
+  ui::tooltip("How the weights are quantized: QuaRot rotations (or none) with round-to-nearest or GPTQ "
+              "(GPTQ calibrates on 8 x 2048 tokens of the built-in text first). The first quantized run "
+              "copies and quantizes the model; later runs with the same method reuse that copy.");
+
+  const bool running = task_ && !task_->finished();
+  const bool can_run = model && !studio.tasks().busy();
+  ImGui::BeginDisabled(!can_run);
+  if (ImGui::Button("Run")) start_single(studio);
+  ImGui::EndDisabled();
+  ui::tooltip(!model ? "Load a model in the Model & data panel first."
               : studio.tasks().busy() ? "Another background task is running."
-                              : "Compute the perplexity of the loaded model on the text, in the background.");
+                                      : "Compute the perplexity in the background.");
   ImGui::SameLine();
-  ImGui::BeginDisabled(!running);
+  ImGui::BeginDisabled(!running || exporting_);
   if (ImGui::Button("Cancel")) task_->progress().cancel();
   ImGui::EndDisabled();
-  ui::tooltip("Stop the evaluation after the window being computed; no result is kept.");
+  ui::tooltip("Stop after the window being computed; finished sweep points are kept.");
+
+  // Budget sweep: the Plan panel's policy at several budgets.
+  ImGui::SameLine();
+  ImGui::TextDisabled("|");
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(field_w);
+  ui::input_text("##budgets", budgets_text_);
+  ui::tooltip("Budgets of the sweep: blocks with 8-bit activations, comma-separated (0 = uniform W4A4KV4).");
+  ImGui::SameLine();
+  const bool can_sweep = can_run && has_plan && !model_quantized;
+  ImGui::BeginDisabled(!can_sweep);
+  if (ImGui::Button("Sweep budgets")) start_sweep(studio);
+  ImGui::EndDisabled();
+  ui::tooltip(!has_plan ? "Needs a trace (Calibration panel): the Plan panel's policy picks the blocks."
+                        : "Evaluate the Plan panel's policy at each budget with the method above and draw "
+                          "perplexity against budget. Each point is one full evaluation: use Max windows "
+                          "for a quick curve.");
 }
 
 void EvaluatePanel::draw_progress() {
@@ -143,96 +265,176 @@ void EvaluatePanel::draw_progress() {
   const int64_t start = slot_->eval_start_ns.load();
   const int64_t windows = slot_->expected_windows.load();
   std::string overlay = snap.stage.empty() ? "starting" : snap.stage;
+  if (steps_total_ > 1) overlay = "point " + std::to_string(slot_->step.load() + 1) + "/" +
+                                  std::to_string(steps_total_) + ": " + overlay;
   if (start == 0 || snap.total <= 0) {
-    ImGui::ProgressBar(-1.0f * static_cast<float>(ImGui::GetTime()), ImVec2(-FLT_MIN, 0),
-                       overlay.c_str());
+    ImGui::ProgressBar(-1.0f * static_cast<float>(ImGui::GetTime()), ImVec2(-FLT_MIN, 0), overlay.c_str());
   } else {
     // The core counts either windows or tokens; both are normalised to tokens for the rate.
-    const int64_t tokens_done = snap.total == windows ? snap.done * pending_.seqlen : snap.done;
+    const int64_t tokens_done = snap.total == windows ? snap.done * seqlen_ : snap.done;
     const double secs = static_cast<double>(now_ns() - start) * 1e-9;
-    if (tokens_done > 0 && secs > 0) {
+    if (tokens_done > 0 && secs > 0 && snap.total == windows) {
       char rate[64];
       std::snprintf(rate, sizeof rate, "  |  %.0f tok/s", static_cast<double>(tokens_done) / secs);
       overlay += rate;
     }
-    ImGui::ProgressBar(static_cast<float>(snap.done) / static_cast<float>(snap.total),
-                       ImVec2(-FLT_MIN, 0), overlay.c_str());
+    ImGui::ProgressBar(static_cast<float>(snap.done) / static_cast<float>(snap.total), ImVec2(-FLT_MIN, 0),
+                       overlay.c_str());
   }
   ui::tooltip("Stage reported by the core and the throughput of the forward passes so far.");
   ui::muted_text("Elapsed " + ui::human_seconds(task_->seconds()));
 }
 
+std::optional<double> EvaluatePanel::fp_ppl_for(const RunRecord& r) const {
+  for (auto it = history_.rbegin(); it != history_.rend(); ++it)
+    if (it->budget < 0 && it->model_name == r.model_name && it->text_name == r.text_name &&
+        it->seqlen == r.seqlen && it->result.windows == r.result.windows)
+      return it->result.ppl;
+  return std::nullopt;
+}
+
 void EvaluatePanel::draw_result() {
   if (!error_.empty()) ui::error_text(error_);
   if (!note_.empty()) ui::muted_text(note_);
-  if (last_) {
-    const auto& r = last_->result;
-    ImGui::Spacing();
-    ImGui::SeparatorText("Result");
-    const ImGuiTableFlags flags = ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV |
-                                  ImGuiTableFlags_SizingStretchProp;
-    if (ImGui::BeginTable("result", 2, flags)) {
-      ImGui::TableSetupColumn("Field", ImGuiTableColumnFlags_WidthFixed);
-      ImGui::TableSetupColumn("Value", ImGuiTableColumnFlags_WidthStretch);
-      char buf[64];
-      std::snprintf(buf, sizeof buf, "%.4f", r.ppl);
-      ui::field_row("Perplexity", "exp of the mean negative log-likelihood per predicted token; lower is better.", buf);
-      std::snprintf(buf, sizeof buf, "%.5f nats", r.nll_mean);
-      ui::field_row("Mean NLL", "Average negative log-likelihood of each predicted token, in nats.", buf);
-      ui::field_row("Windows", "Non-overlapping windows scored; the incomplete tail of the text is dropped.",
-                    ui::grouped(r.windows));
-      ui::field_row("Tokens", "Tokens fed to the model (windows x sequence length).", ui::grouped(r.tokens));
-      ui::field_row("Predicted", "Tokens whose likelihood was scored (the first of each window has no context).",
-                    ui::grouped(r.predicted));
-      ui::field_row("Time", "Wall time of the forward passes (tokenizing excluded).", ui::human_seconds(r.seconds));
-      std::snprintf(buf, sizeof buf, "%.0f tok/s", r.tokens_per_s);
-      ui::field_row("Throughput", "Tokens per second of the forward passes.", buf);
-      ui::field_row("Text", "File the perplexity was computed on.", last_->text_name);
-      ImGui::EndTable();
-    }
+  if (!ok_.empty()) ui::ok_text(ok_);
+  if (history_.empty()) return;
+  const RunRecord& last = history_.back();
+  const auto& r = last.result;
+  ImGui::Spacing();
+  ImGui::SeparatorText("Result");
+  const ImGuiTableFlags flags = ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV |
+                                ImGuiTableFlags_SizingStretchProp;
+  if (ImGui::BeginTable("result", 2, flags)) {
+    ImGui::TableSetupColumn("Field", ImGuiTableColumnFlags_WidthFixed);
+    ImGui::TableSetupColumn("Value", ImGuiTableColumnFlags_WidthStretch);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.4f", r.ppl);
+    ui::field_row("Perplexity", "exp of the mean negative log-likelihood per predicted token; lower is better.", buf);
+    ui::field_row("Configuration", "What was evaluated: FP, or the quantization method, bits and 8-bit blocks.",
+                  last.config);
+    std::snprintf(buf, sizeof buf, "%.5f nats", r.nll_mean);
+    ui::field_row("Mean NLL", "Average negative log-likelihood of each predicted token, in nats.", buf);
+    ui::field_row("Windows", "Non-overlapping windows scored; the incomplete tail of the text is dropped.",
+                  ui::grouped(r.windows));
+    ui::field_row("Tokens", "Tokens fed to the model (windows x sequence length).", ui::grouped(r.tokens));
+    ui::field_row("Predicted", "Tokens whose likelihood was scored (the first of each window has no context).",
+                  ui::grouped(r.predicted));
+    ui::field_row("Time", "Wall time of the forward passes (tokenizing and quantizing excluded).",
+                  ui::human_seconds(r.seconds));
+    std::snprintf(buf, sizeof buf, "%.0f tok/s", r.tokens_per_s);
+    ui::field_row("Throughput", "Tokens per second of the forward passes.", buf);
+    ui::field_row("Text", "File the perplexity was computed on.", last.text_name);
+    ImGui::EndTable();
   }
-  if (history_.size() > 1) {
-    ImGui::Spacing();
-    ImGui::SeparatorText("Runs");
-    const ImGuiTableFlags flags = ImGuiTableFlags_RowBg | ImGuiTableFlags_Borders |
-                                  ImGuiTableFlags_SizingStretchProp | ImGuiTableFlags_ScrollY;
-    const float h = ImGui::GetTextLineHeightWithSpacing() * static_cast<float>(std::min<size_t>(history_.size(), 8) + 1.5);
-    if (ImGui::BeginTable("runs", 5, flags, ImVec2(0, h))) {
-      ImGui::TableSetupScrollFreeze(0, 1);
-      ImGui::TableSetupColumn("Model");
-      ImGui::TableSetupColumn("Text");
-      ImGui::TableSetupColumn("Seqlen");
-      ImGui::TableSetupColumn("Windows");
-      ImGui::TableSetupColumn("PPL");
-      ImGui::TableHeadersRow();
-      for (auto it = history_.rbegin(); it != history_.rend(); ++it) {
-        ImGui::TableNextRow();
-        ImGui::TableNextColumn(); ImGui::TextUnformatted(it->model_name.c_str());
-        ImGui::TableNextColumn(); ImGui::TextUnformatted(it->text_name.c_str());
-        ImGui::TableNextColumn(); ImGui::Text("%lld", static_cast<long long>(it->seqlen));
-        ImGui::TableNextColumn(); ImGui::Text("%lld", static_cast<long long>(it->result.windows));
-        ImGui::TableNextColumn(); ImGui::Text("%.4f", it->result.ppl);
-      }
-      ImGui::EndTable();
+  if (history_.size() < 2) return;
+  ImGui::Spacing();
+  ImGui::SeparatorText("Runs");
+  const ImGuiTableFlags tflags = ImGuiTableFlags_RowBg | ImGuiTableFlags_Borders |
+                                 ImGuiTableFlags_SizingStretchProp | ImGuiTableFlags_ScrollY;
+  const float h = ImGui::GetTextLineHeightWithSpacing() * static_cast<float>(std::min<size_t>(history_.size(), 8) + 1.5);
+  if (ImGui::BeginTable("runs", 6, tflags, ImVec2(0, h))) {
+    ImGui::TableSetupScrollFreeze(0, 1);
+    ImGui::TableSetupColumn("Configuration", ImGuiTableColumnFlags_WidthStretch, 3.0f);
+    ImGui::TableSetupColumn("Text");
+    ImGui::TableSetupColumn("Seqlen");
+    ImGui::TableSetupColumn("Windows");
+    ImGui::TableSetupColumn("PPL");
+    ImGui::TableSetupColumn("vs FP");
+    ImGui::TableHeadersRow();
+    for (auto it = history_.rbegin(); it != history_.rend(); ++it) {
+      ImGui::TableNextRow();
+      ImGui::TableNextColumn(); ImGui::TextUnformatted(it->config.c_str());
+      ImGui::TableNextColumn(); ImGui::TextUnformatted(it->text_name.c_str());
+      ImGui::TableNextColumn(); ImGui::Text("%lld", static_cast<long long>(it->seqlen));
+      ImGui::TableNextColumn(); ImGui::Text("%lld", static_cast<long long>(it->result.windows));
+      ImGui::TableNextColumn(); ImGui::Text("%.4f", it->result.ppl);
+      ImGui::TableNextColumn();
+      if (const auto fp = fp_ppl_for(*it); fp && it->budget >= 0) ImGui::Text("x%.3f", it->result.ppl / *fp);
     }
+    ImGui::EndTable();
   }
+  ui::tooltip("vs FP: perplexity relative to the FP run on the same text, window length and window count.");
 }
 
-void EvaluatePanel::start(Studio& studio) {
+// Perplexity against budget, one curve per method / policy; FP as a horizontal line.
+void EvaluatePanel::draw_sweep() {
+  std::map<std::string, std::vector<const RunRecord*>> curves;
+  for (const RunRecord& r : history_)
+    if (r.budget >= 0 && r.series.find(" / uniform") == std::string::npos) curves[r.series].push_back(&r);
+  for (const RunRecord& r : history_)  // uniform W4A4KV4 is every curve's budget 0
+    if (r.budget == 0)
+      for (auto& [name, pts] : curves)
+        if (name.rfind(r.series.substr(0, r.series.find(" / ")), 0) == 0) pts.push_back(&r);
+  size_t points = 0;
+  for (const auto& [name, pts] : curves) points = std::max(points, pts.size());
+  if (points < 2) return;
+  ImGui::Spacing();
+  ImGui::SeparatorText("Perplexity vs budget");
+  if (!ImPlot::BeginPlot("##sweep", ImVec2(-1, ImGui::GetFontSize() * 16))) return;
+  ImPlot::SetupAxes("blocks with 8-bit activations", "perplexity", ImPlotAxisFlags_AutoFit, ImPlotAxisFlags_AutoFit);
+  ImPlot::SetupLegend(ImPlotLocation_NorthEast);
+  ImPlotSpec spec;
+  spec.Marker = ImPlotMarker_Circle;
+  spec.MarkerSize = 3.0f;
+  for (auto& [name, pts] : curves) {
+    std::map<int64_t, double> by_budget;  // the latest run at each budget
+    for (const RunRecord* r : pts) by_budget[r->budget] = r->result.ppl;
+    std::vector<double> xs, ys;
+    for (const auto& [b, p] : by_budget) {
+      xs.push_back(double(b));
+      ys.push_back(p);
+    }
+    ImPlot::PlotLine(name.c_str(), xs.data(), ys.data(), int(xs.size()), spec);
+  }
+  for (auto it = history_.rbegin(); it != history_.rend(); ++it)
+    if (it->budget < 0) {
+      ImPlotSpec fp;
+      fp.Flags = ImPlotInfLinesFlags_Horizontal;
+      ImPlot::PlotInfLines("FP", &it->result.ppl, 1, fp);
+      break;
+    }
+  ImPlot::EndPlot();
+}
+
+void EvaluatePanel::draw_export(Studio& studio) {
+  if (!quant_.model) return;
+  ImGui::Spacing();
+  ImGui::SeparatorText("Quantized checkpoint");
+  ui::muted_text("Last quantized run: " + quant_text_);
+  const float button_w = ImGui::CalcTextSize("Save checkpoint").x + ImGui::GetStyle().FramePadding.x * 2;
+  ImGui::SetNextItemWidth(-(button_w + ImGui::GetStyle().ItemSpacing.x));
+  ui::input_text("##ckpt-path", export_path_);
+  ui::tooltip("Folder to create (it must not exist; its parent must): packed int4 weights, fp16 scales, "
+              "quant_config.json with the rotations and the plan (docs/checkpoint-format.md). Written to a "
+              "temporary folder and renamed.");
+  ImGui::SameLine();
+  ImGui::BeginDisabled(studio.tasks().busy() || export_path_.empty());
+  if (ImGui::Button("Save checkpoint")) start_export(studio);
+  ImGui::EndDisabled();
+  ui::tooltip("Write the model of the last quantized run; `dptq ppl FOLDER` measures the same perplexity.");
+}
+
+void EvaluatePanel::start(Studio& studio, std::vector<Step> steps, std::string series) {
   auto model = studio.model();
-  if (!model) return;
+  if (!model || steps.empty()) return;
+  const int n_steps = int(steps.size());
   error_.clear();
   note_.clear();
+  ok_.clear();
   std::error_code ec;
-  RunKey key{model->info().fingerprint, text_path_,
-             std::filesystem::last_write_time(text_path_, ec)};
-  std::shared_ptr<const Ids> ids = (cached_ids_ && key == ids_key_) ? cached_ids_ : nullptr;
+  RunKey key{model->info().fingerprint, text_path_, std::filesystem::last_write_time(text_path_, ec)};
 
   auto slot = std::make_shared<EvalSlot>();
-  slot->ids = ids;
+  slot->ids = (cached_ids_ && key == ids_key_) ? cached_ids_ : nullptr;
+  const std::string qkey = quant_key(*model);
+  if (quant_.key == qkey) slot->quant = quant_;
   const dptq::PerplexityOptions opts{.seqlen = seqlen_, .max_windows = max_windows_};
+  RunRecord base{model->info().name, std::filesystem::path(text_path_).filename().string(), seqlen_, "FP", series, -1, {}};
+  dptq::QuantizeOptions qopts;
+  qopts.method = kMethods[method_];
   auto task = studio.tasks().start(
-      "Evaluating", [model, slot, opts, path = text_path_](dptq::Progress& progress) {
+      steps.size() > 1 ? "Sweeping" : "Evaluating",
+      [model, slot, opts, qopts, qkey, base, steps = std::move(steps), path = text_path_](dptq::Progress& progress) {
         if (!slot->ids) {
           progress.set_stage("reading text");
           const std::string text = dptq::read_text_file(path);
@@ -244,8 +446,31 @@ void EvaluatePanel::start(Studio& studio) {
         int64_t windows = opts.seqlen > 0 ? static_cast<int64_t>(slot->ids->size()) / opts.seqlen : 0;
         if (opts.max_windows >= 0) windows = std::min(windows, opts.max_windows);
         slot->expected_windows.store(windows);
-        slot->eval_start_ns.store(now_ns());
-        slot->result = dptq::perplexity(*model, *slot->ids, opts, &progress);
+        for (size_t i = 0; i < steps.size(); ++i) {
+          const Step& s = steps[i];
+          slot->step.store(int(i));
+          slot->eval_start_ns.store(0);
+          const dptq::Model* m = model.get();
+          RunRecord rec = base;
+          rec.budget = s.budget;
+          if (s.config != kFp) {
+            if (!slot->quant.model) {  // first quantized run with this model and method
+              progress.set_stage("loading a copy to quantize");
+              auto copy = std::make_shared<dptq::Model>(dptq::load_model(model->info().path));
+              dptq::quantize_model(*copy, *s.plan, qopts, &progress, "plan");
+              slot->quant = QuantCopy{std::move(copy), qkey};
+            } else {
+              dptq::set_activation_plan(*slot->quant.model, *s.plan, "plan");
+            }
+            m = slot->quant.model.get();
+            rec.config = dptq::quant_summary(*m);
+          }
+          progress.set_stage("scoring");
+          slot->eval_start_ns.store(now_ns());
+          rec.result = dptq::perplexity(*m, *slot->ids, opts, &progress);
+          std::lock_guard lock(slot->mu);
+          slot->done.push_back(std::move(rec));
+        }
       });
   if (!task) {
     error_ = "busy: another background task is running";
@@ -253,22 +478,129 @@ void EvaluatePanel::start(Studio& studio) {
   }
   task_ = std::move(task);
   slot_ = std::move(slot);
+  exporting_ = false;
+  steps_total_ = n_steps;
   pending_key_ = std::move(key);
-  pending_ = RunRecord{model->info().name, std::filesystem::path(text_path_).filename().string(),
-                       seqlen_, {}};
+}
+
+// One evaluation of the chosen configuration.
+void EvaluatePanel::start_single(Studio& studio) {
+  auto model = studio.model();
+  if (!model) return;
+  const auto& plan = studio.workspace().plan;
+  if (config_ != kFp && dptq::is_quantized(*model)) {
+    error_ = "the loaded model is already quantized: evaluate it as loaded (FP)";
+    return;
+  }
+  if (config_ == kWithPlan && !plan) {
+    error_ = "no plan: open or compute a trace in the Calibration panel first";
+    return;
+  }
+  Step s;
+  s.config = Config(config_);
+  if (config_ == kUniform) {
+    s.plan = dptq::uniform_plan(*model, kMethods[method_]);
+    s.budget = 0;
+  } else if (config_ == kWithPlan) {
+    s.plan = *plan;
+    s.budget = s.plan->n_selected();
+  }
+  start(studio, {std::move(s)}, config_ == kFp ? "FP" : std::string(kMethods[method_]) + " / " +
+                                 (config_ == kWithPlan ? plan->policy.name : "uniform"));
+}
+
+void EvaluatePanel::start_sweep(Studio& studio) {
+  const Workspace& ws = studio.workspace();
+  if (!ws.trace || !ws.plan) return;
+  const std::vector<int64_t> budgets = parse_budgets(budgets_text_, int64_t(ws.trace->blocks.size()));
+  if (budgets.empty()) {
+    error_ = "budgets: give comma-separated block counts between 0 and " + std::to_string(ws.trace->blocks.size()) +
+             ", e.g. 0,1,2,4,8";
+    return;
+  }
+  // A hand-edited plan has no policy to repeat: sweep dynamicptq then.
+  const std::string policy = ws.plan->policy.name == "manual" ? "dynamicptq" : ws.plan->policy.name;
+  std::vector<Step> steps;
+  try {
+    for (int64_t b : budgets) {
+      dptq::PlanOptions o;
+      o.policy = policy;
+      o.budget = b;
+      o.seed = ws.plan->policy.seed;
+      o.base_method = kMethods[method_];
+      o.trace_path = ws.trace_source;
+      Step s;
+      s.config = b == 0 ? kUniform : kWithPlan;
+      s.plan = dptq::make_plan(*ws.trace, o);
+      s.budget = b;
+      steps.push_back(std::move(s));
+    }
+  } catch (const dptq::Error& e) {
+    error_ = e.what();
+    return;
+  }
+  start(studio, std::move(steps), std::string(kMethods[method_]) + " / " + policy);
+}
+
+void EvaluatePanel::start_export(Studio& studio) {
+  if (!quant_.model) return;
+  error_.clear();
+  note_.clear();
+  ok_.clear();
+  auto qmodel = quant_.model;
+  const std::string out = export_path_;
+  auto task = studio.tasks().start("Saving checkpoint", [qmodel, out](dptq::Progress& progress) {
+    dptq::save_quantized_checkpoint(*qmodel, out, &progress);
+  });
+  if (!task) {
+    error_ = "busy: another background task is running";
+    return;
+  }
+  task_ = std::move(task);
+  slot_ = std::make_shared<EvalSlot>();
+  exporting_ = true;
+  steps_total_ = 0;
 }
 
 void EvaluatePanel::collect() {
-  if (!task_ || !task_->finished() || !slot_) return;
+  if (!task_ || !slot_) return;
+  {  // finished sweep points show up while the sweep runs
+    std::lock_guard lock(slot_->mu);
+    for (RunRecord& r : slot_->done) {
+      // One line per result on stderr, for scripted runs (--eval --frames N).
+      std::fprintf(stderr, "dptq-studio: perplexity %.6f | %s | %s, %lld windows of %lld tokens\n", r.result.ppl,
+                   r.config.c_str(), r.text_name.c_str(), static_cast<long long>(r.result.windows),
+                   static_cast<long long>(r.seqlen));
+      history_.push_back(std::move(r));
+    }
+    slot_->done.clear();
+  }
+  if (!task_->finished()) return;
+  if (exporting_) {
+    if (task_->state() == Task::State::Succeeded)
+      ok_ = "Saved " + export_path_ + "  (measure it with: dptq ppl " + export_path_ + " --text FILE)";
+    else if (task_->state() == Task::State::Cancelled)
+      note_ = "Saving cancelled; nothing was left at " + export_path_ + ".";
+    else
+      error_ = task_->error();
+    slot_.reset();
+    exporting_ = false;
+    return;
+  }
   if (slot_->ids) {  // tokenizing succeeded: reuse it on the next run even if scoring failed
     cached_ids_ = slot_->ids;
     ids_key_ = pending_key_;
   }
+  if (slot_->quant.model) {
+    quant_ = slot_->quant;
+    quant_text_ = dptq::quant_summary(*quant_.model);
+    const dptq::Plan& p = dptq::model_plan(*quant_.model);
+    export_path_ = "checkpoints/" + quant_.model->info().name + "-" + p.base_method + "-k" +
+                   std::to_string(p.n_selected());
+    std::replace(export_path_.begin(), export_path_.end(), ' ', '-');
+  }
   switch (task_->state()) {
     case Task::State::Succeeded:
-      pending_.result = slot_->result;
-      last_ = pending_;
-      history_.push_back(pending_);
       break;
     case Task::State::Cancelled:
       note_ = "Evaluation cancelled after " + ui::human_seconds(task_->seconds()) + ".";
