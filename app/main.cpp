@@ -111,6 +111,11 @@ int main(int argc, char** argv) {
   cli.add_option("--max-windows", options.max_windows, "Evaluate panel: windows to score (-1: all)")
       ->capture_default_str()->check(CLI::Range(int64_t{-1}, int64_t{1} << 30));
   cli.add_option("--trace", options.trace_path, "Trace (.h5) to open at start; with --no-autoload no model is needed");
+  cli.add_flag("--calibrate", options.calibrate_on_load, "Run the calibration as soon as the model is loaded");
+  cli.add_option("--calib-windows", options.calib_windows, "Calibration panel: windows")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{4096}));
+  cli.add_option("--calib-seqlen", options.calib_seqlen, "Calibration panel: tokens per window")
+      ->capture_default_str()->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
   cli.add_option("--policy", options.plan_policy, "Plan panel: policy")
       ->capture_default_str()->check(CLI::IsMember({"dynamicptq", "hsnr", "first-last", "random"}));
   cli.add_option("--budget", options.plan_budget, "Plan panel: blocks with 8-bit activations")

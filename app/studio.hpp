@@ -41,6 +41,9 @@ struct Options {
   int64_t max_windows = -1;   // -1: all windows
   bool persist_layout = true; // save/restore the docking layout in imgui.ini (off for --frames)
   std::string trace_path;     // --trace: open this trace at start (no model needed)
+  bool calibrate_on_load = false;  // --calibrate: profile the model as soon as it is loaded
+  int64_t calib_windows = 32;      // Calibration panel defaults
+  int64_t calib_seqlen = 512;
   std::string plan_policy = "dynamicptq";  // Plan panel defaults
   int plan_budget = 4;
 };

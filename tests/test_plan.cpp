@@ -314,6 +314,7 @@ TEST_CASE("set_block_bits: hand edits keep ranks 1..n, reasons and the plan vali
   CHECK(p.policy.name == "manual");
   CHECK(p.policy.budget == -1);
   CHECK(p.policy.manual_blocks == V{1, 6, 7, 2});
+  CHECK(dptq::selected_blocks(p) == V{1, 6, 7, 2});
   // Dropping rank 1: everyone after moves up, the policy's reasons follow their new rank.
   dptq::set_block_bits(p, 1, dptq::SiteBits{});
   CHECK(selection(p, false) == V{6, 7, 2});

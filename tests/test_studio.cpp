@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "dptq/plan.hpp"
 #include "test_util.hpp"
 #include "../app/theme.hpp"  // the colours the studio paints its title bars and errors with
 
@@ -271,4 +272,44 @@ TEST_CASE("studio: W4A4KV4 + the Plan panel's plan gives the perplexity `dptq pp
   const double cli_ppl = std::stod(ppl.output.substr(key + 7));
   CHECK(gui_ppl == doctest::Approx(cli_ppl).epsilon(1e-6));  // printed with 6 decimals
   CHECK(gui_ppl > 20.0);  // a quantized model, not the FP one (~19)
+}
+
+TEST_CASE("studio: a calibration run in the studio gives the plan `dptq profile` + `dptq plan` give") {
+  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");
+#ifndef DPTQ_HAVE_STB_IMAGE
+  DPTQ_SKIP_UNLESS(false, "stb/stb_image.h not installed (apt install libstb-dev)");
+#else
+  DPTQ_SKIP_UNLESS(fs::exists(dptq::test::default_model()), "default model not installed (scripts/setup.sh)");
+  const fs::path dir = dptq::test::scratch_dir("studio_calibrate");
+  const std::string model = quoted(dptq::test::default_model().string());
+  const fs::path png = dir / "studio.png";
+  const Run gui = run("xvfb-run -a " + studio() + " --model " + model +
+                      " --calibrate --calib-windows 3 --calib-seqlen 96 --budget 5 --frames 5 --wait-idle"
+                      " --width 1280 --height 800 --screenshot " + quoted(png.string()),
+                      dir / "gui.txt");
+  INFO(gui.output);
+  REQUIRE(gui.exit_code == 0);
+  CHECK(gui.output.find("dptq-studio: calibrated on 288 tokens (3 windows x 96)") != std::string::npos);
+  const std::string marker = "dptq-studio: plan dynamicptq, 5 of 30 blocks at 8 bits: ";
+  const auto at = gui.output.find(marker);
+  REQUIRE(at != std::string::npos);
+  const std::string gui_blocks = gui.output.substr(at + marker.size(), gui.output.find('\n', at) - at - marker.size());
+  // The live plots and the final plan are on screen: the 8-bit strips under the depth plots.
+  const Image img = load_png(png);
+  CHECK(img.count(theme::kPlan8bit, 0) > 3 * 5 * 20);
+  CHECK(img.count(theme::kError, 2) == 0);
+
+  // The same calibration and policy from the command line.
+  const std::string cli = quoted(DPTQ_CLI);
+  const fs::path trace = dir / "cli.h5";
+  REQUIRE(run(cli + " profile " + model + " --calib builtin --samples 3 --seqlen 96 --rotation quarot --out " +
+              quoted(trace.string()), dir / "profile.txt").exit_code == 0);
+  const fs::path plan_file = dir / "cli.plan.json";
+  REQUIRE(run(cli + " plan " + quoted(trace.string()) + " --policy dynamicptq --budget 5 --out " +
+              quoted(plan_file.string()), dir / "plan.txt").exit_code == 0);
+  std::string cli_blocks;
+  for (int64_t b : dptq::selected_blocks(dptq::read_plan(plan_file)))
+    cli_blocks += (cli_blocks.empty() ? "" : " ") + std::to_string(b);
+  CHECK(gui_blocks == cli_blocks);
+#endif
 }

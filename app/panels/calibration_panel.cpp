@@ -33,11 +33,15 @@ enum class Job { None, Open, Profile, Save };
 
 class CalibrationPanel final : public Panel {
  public:
-  explicit CalibrationPanel(const Options& o) : open_path_(o.trace_path), open_pending_(!o.trace_path.empty()) {}
+  explicit CalibrationPanel(const Options& o)
+      : open_path_(o.trace_path), open_pending_(!o.trace_path.empty()), calibrate_pending_(o.calibrate_on_load),
+        samples_(int(o.calib_windows)), seqlen_(int(o.calib_seqlen)) {}
   const char* title() const override { return "Calibration"; }
   void draw(Studio& studio) override;
   void update(Studio& studio) override;
-  bool has_pending_work(const Studio&) const override { return open_pending_; }
+  bool has_pending_work(const Studio& studio) const override {
+    return open_pending_ || (calibrate_pending_ && studio.model() != nullptr);
+  }
 
  private:
   void draw_open(Studio& studio);
@@ -53,6 +57,7 @@ class CalibrationPanel final : public Panel {
   // Open
   std::string open_path_;
   bool open_pending_ = false;  // --trace: open as soon as the runner is free
+  bool calibrate_pending_ = false;  // --calibrate: run once the model is loaded
   FileDialog open_dialog_;
   std::string open_dialog_error_;
   // Profile
@@ -78,6 +83,10 @@ void CalibrationPanel::update(Studio& studio) {
   if (open_pending_ && !studio.tasks().busy()) {
     open_pending_ = false;
     start_open(studio);
+  }
+  if (calibrate_pending_ && !studio.tasks().busy()) {
+    if (studio.model()) start_profile(studio);
+    calibrate_pending_ = false;  // forget it if the start-up load failed
   }
 }
 
@@ -134,7 +143,7 @@ void CalibrationPanel::draw_profile(Studio& studio) {
   ImGui::SameLine();
   ImGui::SetNextItemWidth(w);
   if (ImGui::InputInt("Seed", &seed_)) seed_ = std::max(seed_, 0);
-  ui::tooltip("Seed of the window sampling (and of the rotations).");
+  ui::tooltip("Seed of the window sampling (the rotations use seed 0, as the quantizer does).");
 
   const bool running = task_ && !task_->finished();
   ImGui::BeginDisabled(!studio.model() || studio.tasks().busy());
@@ -229,7 +238,7 @@ void CalibrationPanel::start_profile(Studio& studio) {
   opts.seqlen = seqlen_;
   opts.seed = static_cast<uint64_t>(seed_);
   opts.rotation = kRotations[rotation_];
-  opts.rotation_seed = static_cast<uint64_t>(seed_);
+  opts.rotation_seed = 0;  // the rotations `dptq quantize` and the Evaluate panel use
   auto slot = std::make_shared<TraceSlot>();
   if (launch(studio, Job::Profile, "Calibrating", [model, slot, opts](dptq::Progress& progress) {
         slot->result = std::make_shared<const dptq::Trace>(dptq::profile_model(
@@ -275,9 +284,14 @@ void CalibrationPanel::collect(Studio& studio) {
         ok_ = "Saved " + save_path_;
       } else {
         studio.set_trace(slot_->result, job_source_, false);
-        if (job_ == Job::Profile)
+        if (job_ == Job::Profile) {
           ok_ = "Calibrated on " + ui::grouped(slot_->result->meta.tokens) + " tokens in " +
                 ui::human_seconds(task_->seconds()) + ".";
+          std::fprintf(stderr, "dptq-studio: calibrated on %lld tokens (%lld windows x %lld)\n",
+                       static_cast<long long>(slot_->result->meta.tokens),
+                       static_cast<long long>(slot_->result->meta.windows),
+                       static_cast<long long>(slot_->result->meta.seqlen));
+        }
       }
       break;
     case Task::State::Cancelled: {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "../studio.hpp"
 #include "../theme.hpp"
@@ -77,6 +78,13 @@ void PlanPanel::update(Studio& studio) {
   } else if (generation_ != ws.trace_generation) {
     remake(studio, edited_);
     generation_ = ws.trace_generation;
+    if (ws.plan && !ws.trace_live) {  // one line per final plan, for scripted runs
+      std::string blocks;
+      for (int64_t b : dptq::selected_blocks(*ws.plan)) blocks += (blocks.empty() ? "" : " ") + std::to_string(b);
+      std::fprintf(stderr, "dptq-studio: plan %s, %lld of %lld blocks at 8 bits: %s\n", ws.plan->policy.name.c_str(),
+                   static_cast<long long>(ws.plan->n_selected()), static_cast<long long>(ws.plan->n_layers()),
+                   blocks.empty() ? "none" : blocks.c_str());
+    }
   }
 }
 
@@ -109,9 +117,7 @@ void PlanPanel::remake(Studio& studio, bool keep_edits) {
   std::optional<dptq::Plan> old = keep_edits && ws.plan && ws.plan->n_layers() == L ? ws.plan : std::nullopt;
   if (old) {
     o.policy = "manual";
-    o.manual_blocks.assign(size_t(old->n_selected()), 0);
-    for (const dptq::PlanBlock& b : old->blocks)
-      if (b.selected) o.manual_blocks[size_t(b.rank - 1)] = b.index;
+    o.manual_blocks = dptq::selected_blocks(*old);
   } else {
     o.policy = kPolicies[policy_];
     o.budget = budget_;

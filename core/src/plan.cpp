@@ -873,12 +873,16 @@ void set_block_bits(Plan& plan, int64_t block, const SiteBits& bits) {
     for (PlanBlock& b : plan.blocks)
       if (b.selected && b.rank > gone) rerank(b, b.rank - 1);
   }
-  std::vector<int64_t> order(size_t(plan.n_selected()));
-  for (const PlanBlock& b : plan.blocks)
-    if (b.selected) order[size_t(b.rank - 1)] = b.index;
   plan.policy = PlanPolicy{};
   plan.policy.name = "manual";
-  plan.policy.manual_blocks = std::move(order);
+  plan.policy.manual_blocks = selected_blocks(plan);
+}
+
+std::vector<int64_t> selected_blocks(const Plan& plan) {
+  std::vector<int64_t> order(size_t(plan.n_selected()));
+  for (const PlanBlock& b : plan.blocks)
+    if (b.selected) order.at(size_t(b.rank - 1)) = b.index;
+  return order;
 }
 
 PlanCost plan_cost(const Plan& plan, const Trace& trace) {

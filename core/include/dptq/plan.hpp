@@ -178,6 +178,9 @@ void check_plan_matches(const Plan& plan, const std::string& model_fingerprint, 
 // (qkv/o/gate_up/down), selection, rank, JR p99, HSNR4 p1, phase marks and reason.
 std::string plan_summary(const Plan& plan);
 
+// The selected blocks in rank order (rank 1 first).
+std::vector<int64_t> selected_blocks(const Plan& plan);
+
 // Hand edit (the studio's Plan panel): sets the activation bits of `block` (each 4 or 8) and keeps
 // the plan valid. A block is selected while any of its sites has 8 bits. A block that becomes
 // selected takes the next rank with the reason "chosen by hand"; one that becomes unselected gives
