@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -75,7 +76,8 @@ void DepthPanel::draw(Studio& studio) {
     return;
   }
   const dptq::Trace& t = *ws.trace;
-  if (generation_ != ws.trace_generation) {
+  const bool refit = generation_ != ws.trace_generation;  // a new trace: fit the y axes to it
+  if (refit) {
     s_ = make_series(t);
     generation_ = ws.trace_generation;
   }
@@ -95,10 +97,23 @@ void DepthPanel::draw(Studio& studio) {
   float rows[] = {1.0f, 1.0f, 1.0f};
   if (!ImPlot::BeginSubplots("##depth", 3, 1, ImVec2(-1, -1), flags, rows)) return;
   const double x_min = -0.5, x_max = double(t.blocks.size()) + 0.5;
-  auto setup = [&](const char* y_label, bool log_y) {
-    ImPlot::SetupAxes(nullptr, y_label, 0, ImPlotAxisFlags_AutoFit);
+  // y limits with a margin (ImPlot's auto-fit puts the extreme points on the frame, and its fit
+  // padding is linear, which breaks log axes); refitted for every new trace, free to zoom between.
+  auto setup = [&](const char* y_label, bool log_y, std::initializer_list<const std::vector<double>*> series) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (const auto* v : series)
+      for (double y : *v)
+        if (std::isfinite(y)) lo = std::min(lo, y), hi = std::max(hi, y);
+    if (!(lo <= hi)) lo = 0, hi = 1;
+    if (log_y) lo /= 3, hi *= 3;
+    else {
+      const double pad = std::max(0.08 * (hi - lo), 0.5);
+      lo -= pad, hi += pad;
+    }
+    ImPlot::SetupAxes(nullptr, y_label);
     ImPlot::SetupAxisLimits(ImAxis_X1, x_min, x_max, ImPlotCond_Once);
     if (log_y) ImPlot::SetupAxisScale(ImAxis_Y1, ImPlotScale_Log10);
+    ImPlot::SetupAxisLimits(ImAxis_Y1, lo, hi, refit ? ImPlotCond_Always : ImPlotCond_Once);
     ImPlot::SetupLegend(ImPlotLocation_North, ImPlotLegendFlags_Horizontal | ImPlotLegendFlags_Outside);
   };
   // No titles: the legend above each plot and its y label say what it shows.
@@ -109,7 +124,7 @@ void DepthPanel::draw(Studio& studio) {
   line.LineWeight = 1.5f;
 
   if (ImPlot::BeginPlot("Massive activations", ImVec2(), kPlotFlags)) {
-    setup("|h_l| (log)", true);
+    setup("|h_l| (log)", true, {&s_.top1, &s_.median});
     draw_bands(ws);
     ImPlot::PlotLine("top-1 |h_l|", s_.stream_x.data(), s_.top1.data(), int(s_.top1.size()), line);
     ImPlot::PlotLine("median |h_l|", s_.stream_x.data(), s_.median.data(), int(s_.median.size()), line);
@@ -122,7 +137,7 @@ void DepthPanel::draw(Studio& studio) {
     ImPlot::EndPlot();
   }
   if (ImPlot::BeginPlot("Jump Ratio", ImVec2(), kPlotFlags)) {
-    setup("Jump Ratio (log)", true);
+    setup("Jump Ratio (log)", true, {&s_.jr_p99, &s_.jr_p50, &s_.jr_inf_p99});
     draw_bands(ws);
     ImPlot::PlotLine("JR p99", s_.block_x.data(), s_.jr_p99.data(), int(s_.jr_p99.size()), line);
     ImPlot::PlotLine("JR p50", s_.block_x.data(), s_.jr_p50.data(), int(s_.jr_p50.size()), line);
@@ -131,7 +146,7 @@ void DepthPanel::draw(Studio& studio) {
     ImPlot::EndPlot();
   }
   if (ImPlot::BeginPlot("Historical SNR", ImVec2(), kPlotFlags)) {
-    setup("HSNR (dB)", false);
+    setup("HSNR (dB)", false, {&s_.hsnr4_p1, &s_.hsnr4_mean, &s_.hsnr8_mean});
     draw_bands(ws);
     ImPlot::PlotLine("HSNR4 p1", s_.block_x.data(), s_.hsnr4_p1.data(), int(s_.hsnr4_p1.size()), line);
     ImPlot::PlotLine("HSNR4 mean", s_.block_x.data(), s_.hsnr4_mean.data(), int(s_.hsnr4_mean.size()), line);

@@ -176,8 +176,11 @@ void EvaluatePanel::draw(Studio& studio) {
   if (auto chosen = dialog_.poll()) text_path_ = *chosen;
   draw_inputs(studio);
   draw_progress();
-  draw_result();
+  if (!error_.empty()) ui::error_text(error_);
+  if (!note_.empty()) ui::muted_text(note_);
+  if (!ok_.empty()) ui::ok_text(ok_);
   draw_sweep();
+  draw_result();
   draw_export(studio);
 }
 
@@ -294,9 +297,6 @@ std::optional<double> EvaluatePanel::fp_ppl_for(const RunRecord& r) const {
 }
 
 void EvaluatePanel::draw_result() {
-  if (!error_.empty()) ui::error_text(error_);
-  if (!note_.empty()) ui::muted_text(note_);
-  if (!ok_.empty()) ui::ok_text(ok_);
   if (history_.empty()) return;
   const RunRecord& last = history_.back();
   const auto& r = last.result;
