@@ -126,6 +126,10 @@ int main(int argc, char** argv) {
                "With --frames: count frames only once background work (loading, --eval) has finished");
   cli.add_option("--screenshot", screenshot, "After the last frame, save the window as this PNG "
                  "(implies --frames 3 unless given)");
+  cli.add_option("--focus", options.focus, "Panel brought to the front at start")
+      ->check(CLI::IsMember({"Model & data", "Calibration", "Depth", "Heatmaps", "Plan", "Evaluate"}));
+  cli.add_option("--depth-png", options.depth_png, "Save the Depth panel's plots as this PNG once a trace is shown "
+                 "(with --frames; exit code 2 if it cannot be written)");
   cli.add_option("--width", width, "Window width in pixels")->capture_default_str()->check(CLI::Range(320, 16384));
   cli.add_option("--height", height, "Window height in pixels")->capture_default_str()->check(CLI::Range(240, 16384));
   try {
@@ -224,6 +228,26 @@ int main(int argc, char** argv) {
       glClear(GL_COLOR_BUFFER_BIT);
       ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
 
+      if (auto req = studio.take_png_request()) {
+        // Window pixels -> framebuffer pixels (they differ on high-DPI screens).
+        const ImVec2 scale = ImGui::GetIO().DisplayFramebufferScale;
+        int w = 0, h = 0;
+        try {
+          const auto rgb = dptq::studio::crop_rgb(
+              dptq::studio::read_framebuffer_rgb(fb_w, fb_h), fb_w, fb_h, int(req->x * scale.x), int(req->y * scale.y),
+              int(req->w * scale.x), int(req->h * scale.y), w, h);
+          if (w == 0 || h == 0) throw dptq::Error(dptq::ErrorKind::InvalidArgument, req->path, "the region to save is empty");
+          dptq::studio::write_png_rgb(req->path, w, h, rgb);
+          std::fprintf(stderr, "dptq-studio: wrote %s (%dx%d)\n", req->path.c_str(), w, h);
+          studio.png_done(req->path, "");
+        } catch (const dptq::Error& e) {
+          studio.png_done(req->path, e.what());
+          if (frames > 0) {  // scripted (--depth-png): a failure is the exit code
+            std::fprintf(stderr, "dptq-studio: %s\n", e.what());
+            exit_code = 2;
+          }
+        }
+      }
       if (frames > 0 && (!wait_idle || !studio.busy())) ++counted;
       const bool last = frames > 0 && counted >= frames;
       if (last && !screenshot.empty()) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -35,6 +36,19 @@ std::vector<uint8_t> read_framebuffer_rgb(int width, int height) {
     for (int x = 0; x < width; ++x) std::memcpy(dst + 3 * x, src + 4 * x, 3);
   }
   return rgb;
+}
+
+std::vector<uint8_t> crop_rgb(const std::vector<uint8_t>& rgb, int width, int height, int x, int y, int w,
+                              int h, int& out_w, int& out_h) {
+  const int x0 = std::clamp(x, 0, width), y0 = std::clamp(y, 0, height);
+  const int x1 = std::clamp(x + w, x0, width), y1 = std::clamp(y + h, y0, height);
+  out_w = x1 - x0;
+  out_h = y1 - y0;
+  std::vector<uint8_t> out(static_cast<size_t>(out_w) * out_h * 3);
+  for (int r = 0; r < out_h; ++r)
+    std::memcpy(out.data() + static_cast<size_t>(r) * out_w * 3,
+                rgb.data() + (static_cast<size_t>(y0 + r) * width + x0) * 3, static_cast<size_t>(out_w) * 3);
+  return out;
 }
 
 void write_png_rgb(const std::filesystem::path& path, int width, int height,

@@ -101,7 +101,8 @@ Studio::Studio(Options options) : options_(std::move(options)) {
   // The default layout docks them by title (build_default_layout).
   panels_.push_back(make_model_panel());
   panels_.push_back(make_calibration_panel(options_));
-  panels_.push_back(make_depth_panel());
+  panels_.push_back(make_depth_panel(options_));
+  panels_.push_back(make_heatmaps_panel());
   panels_.push_back(make_plan_panel(options_));
   panels_.push_back(make_evaluate_panel(options_));
   if (options_.autoload && !options_.model_path.empty()) load_model(options_.model_path);
@@ -173,8 +174,12 @@ void Studio::frame() {
   // One window per frame: a second SetWindowFocus in the same frame undoes the first's tab choice.
   if (focus_frames_ > 0) {
     --focus_frames_;
+    if (focus_frames_ == 2) ImGui::SetWindowFocus("Depth");
     if (focus_frames_ == 1) ImGui::SetWindowFocus(options_.eval_on_load ? "Evaluate" : "Plan");
-    if (focus_frames_ == 0) ImGui::SetWindowFocus(options_.trace_path.empty() ? "Model & data" : "Calibration");
+    if (focus_frames_ == 0)
+      ImGui::SetWindowFocus(!options_.focus.empty()        ? options_.focus.c_str()
+                            : options_.trace_path.empty() ? "Model & data"
+                                                          : "Calibration");
   }
   for (auto& panel : panels_) panel->update(*this);
   for (auto& panel : panels_) {
@@ -185,7 +190,7 @@ void Studio::frame() {
 }
 
 void Studio::build_default_layout(unsigned int dockspace_id) {
-  // Left: Model & data | Calibration. Right: Depth above, Plan | Evaluate below.
+  // Left: Model & data | Calibration. Right: Depth | Heatmaps above, Plan | Evaluate below.
   const ImGuiViewport* vp = ImGui::GetMainViewport();
   ImGui::DockBuilderRemoveNode(dockspace_id);
   ImGui::DockBuilderAddNode(dockspace_id, ImGuiDockNodeFlags_DockSpace);
@@ -195,12 +200,14 @@ void Studio::build_default_layout(unsigned int dockspace_id) {
   ImGui::DockBuilderSplitNode(right, ImGuiDir_Up, 0.6f, &top, &bottom);
   for (auto& panel : panels_) {
     const std::string_view t = panel->title();
-    const ImGuiID node = t == "Model & data" || t == "Calibration" ? left : t == "Depth" ? top : bottom;
+    const ImGuiID node = t == "Model & data" || t == "Calibration" ? left
+                         : t == "Depth" || t == "Heatmaps"     ? top
+                                                               : bottom;
     ImGui::DockBuilderDockWindow(panel->title(), node);
   }
   ImGui::DockBuilderFinish(dockspace_id);
   for (auto& panel : panels_) panel->open = true;
-  focus_frames_ = 3;
+  focus_frames_ = 4;
 }
 
 void Studio::draw_menu_bar() {

@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "dptq/model.hpp"
@@ -40,6 +41,8 @@ struct Options {
   int64_t seqlen = 2048;      // Evaluate panel defaults
   int64_t max_windows = -1;   // -1: all windows
   bool persist_layout = true; // save/restore the docking layout in imgui.ini (off for --frames)
+  std::string focus;          // --focus: panel whose tab is brought to the front at start
+  std::string depth_png;      // --depth-png: save the Depth panel as a PNG once the trace is shown
   std::string trace_path;     // --trace: open this trace at start (no model needed)
   bool calibrate_on_load = false;  // --calibrate: profile the model as soon as it is loaded
   int64_t calib_windows = 32;      // Calibration panel defaults
@@ -114,9 +117,16 @@ class Panel {
 
 std::unique_ptr<Panel> make_model_panel();
 std::unique_ptr<Panel> make_calibration_panel(const Options& options);
-std::unique_ptr<Panel> make_depth_panel();
+std::unique_ptr<Panel> make_depth_panel(const Options& options);
+std::unique_ptr<Panel> make_heatmaps_panel();
 std::unique_ptr<Panel> make_plan_panel(const Options& options);
 std::unique_ptr<Panel> make_evaluate_panel(const Options& options);
+
+// Part of the next rendered frame to save as a PNG (the Depth panel's plots), in window pixels.
+struct PngRequest {
+  std::string path;
+  float x = 0, y = 0, w = 0, h = 0;
+};
 
 // What the Depth and Plan panels show. The Calibration panel sets the trace (from a file, or live
 // snapshots of a running calibration); the Plan panel owns the plan and the Depth panel highlights
@@ -125,6 +135,8 @@ struct Workspace {
   std::shared_ptr<const dptq::Trace> trace;
   std::string trace_source;       // file path, or "calibration of <model>"
   bool trace_live = false;        // a calibration run is still adding windows
+  bool trace_coming = false;      // a trace is being opened or computed, or queued from the command
+                                  // line (--trace, --calibrate): --eval of a plan waits for it
   uint64_t trace_generation = 0;  // bumped by every new trace
   std::optional<dptq::Plan> plan; // made from `trace` by the Plan panel (may be edited by hand)
 };
@@ -155,6 +167,14 @@ class Studio {
   const Workspace& workspace() const { return workspace_; }
   void set_trace(std::shared_ptr<const dptq::Trace> trace, std::string source, bool live);
 
+  // Saving a region of the frame: a panel asks during draw(); the main loop takes the request after
+  // rendering, writes the PNG and reports back with png_done (error "" on success).
+  void request_png(PngRequest request) { png_request_ = std::move(request); }
+  std::optional<PngRequest> take_png_request() { return std::exchange(png_request_, std::nullopt); }
+  void png_done(const std::string& path, const std::string& error) { png_status_ = {path, error}; }
+  // Path and error of the latest PNG written (both empty before the first).
+  const std::pair<std::string, std::string>& png_status() const { return png_status_; }
+
   // Loads a GGUF file or HF folder in the background; the result replaces the current model.
   // Returns false (and records why in model_slot().load_error) when another task is running.
   bool load_model(const std::string& path);
@@ -173,6 +193,8 @@ class Studio {
   TaskRunner tasks_;
   ModelSlot model_;
   Workspace workspace_;
+  std::optional<PngRequest> png_request_;
+  std::pair<std::string, std::string> png_status_;
   std::shared_ptr<std::optional<dptq::Model>> pending_model_;  // the load task's result slot
   std::vector<std::unique_ptr<Panel>> panels_;
   bool reset_layout_ = false;

@@ -96,6 +96,12 @@ bool path_field(const char* id, std::string& path, const char* help, FileDialog&
   return entered;
 }
 
+std::string file_name_part(std::string name) {
+  for (char& c : name)
+    if (c == '/' || c == '\\' || c == ' ' || static_cast<unsigned char>(c) < 0x20) c = '-';
+  return name.empty() ? std::string("model") : name;
+}
+
 std::string human_count(int64_t n) {
   char buf[32];
   const double v = static_cast<double>(n);

@@ -37,6 +37,9 @@ bool path_field(const char* id, std::string& path, const char* help, FileDialog&
 // Folder to start a file dialog in: `path` itself when it is a folder, else its parent ("" if none).
 std::string start_dir_of(const std::string& path);
 
+// `name` as one file-name component: '/', '\\', spaces and control characters become '-'.
+std::string file_name_part(std::string name);
+
 // "134.52 M", "1.20 B", "950" — for parameter and token counts.
 std::string human_count(int64_t n);
 // "12,345" — thousands separated.

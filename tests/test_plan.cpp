@@ -337,6 +337,10 @@ TEST_CASE("set_block_bits: hand edits keep ranks 1..n, reasons and the plan vali
   CHECK_THROWS_WITH_AS(dptq::set_block_bits(p, 0, dptq::SiteBits{6, 4, 4, 4}),
                        doctest::Contains("must be 4 or 8, not 6"), Error);
   CHECK(selection(p, false) == V{6, 7, 2});
+  // selected_blocks refuses ranks that are not 1..n (a plan edited outside these functions).
+  Plan broken = p;
+  broken.blocks[7].rank = 5;
+  CHECK_THROWS_WITH_AS(dptq::selected_blocks(broken), doctest::Contains("plan ranks are not 1..3"), Error);
 }
 
 TEST_CASE("plan_cost: MAC share of 8-bit inputs from the trace's site widths") {

@@ -313,3 +313,59 @@ TEST_CASE("studio: a calibration run in the studio gives the plan `dptq profile`
   CHECK(gui_blocks == cli_blocks);
 #endif
 }
+
+TEST_CASE("studio: --depth-png saves the Depth panel's plots; an unwritable path is exit code 2") {
+  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");
+#ifndef DPTQ_HAVE_STB_IMAGE
+  DPTQ_SKIP_UNLESS(false, "stb/stb_image.h not installed (apt install libstb-dev)");
+#else
+  const fs::path dir = dptq::test::scratch_dir("studio_depth_png");
+  const fs::path depth = dir / "depth.png", full = dir / "full.png";
+  const std::string base = "xvfb-run -a " + studio() + " --no-autoload --trace " + quoted(committed_trace().string()) +
+                           " --budget 3 --frames 5 --wait-idle --width 1280 --height 800";
+  const Run r = run(base + " --depth-png " + quoted(depth.string()) + " --screenshot " + quoted(full.string()),
+                    dir / "log.txt");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const Image d = load_png(depth), f = load_png(full);
+  // The panel only: smaller than the window, and every highlight strip of the window is in it.
+  CHECK(d.width < f.width);
+  CHECK(d.height < f.height);
+  CHECK(d.width > f.width / 3);
+  const int64_t strips = d.count(theme::kPlan8bit, 0);
+  CHECK(strips > 3 * 3 * 20);
+  CHECK(strips == f.count(theme::kPlan8bit, 0));
+  for (const auto& entry : fs::directory_iterator(dir))  // atomic writes: no temp file left
+    CHECK(entry.path().filename().string().find(".tmp-") == std::string::npos);
+
+  const fs::path nowhere = dir / "no-such-folder" / "depth.png";
+  const Run bad = run(base + " --depth-png " + quoted(nowhere.string()), dir / "bad.txt");
+  INFO(bad.output);
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.output.find(nowhere.string()) != std::string::npos);
+  CHECK_FALSE(fs::exists(nowhere.parent_path()));
+#endif
+}
+
+TEST_CASE("studio: the Heatmaps panel paints the layer x channel and layer x token magnitudes") {
+  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");
+#ifndef DPTQ_HAVE_STB_IMAGE
+  DPTQ_SKIP_UNLESS(false, "stb/stb_image.h not installed (apt install libstb-dev)");
+#else
+  const fs::path dir = dptq::test::scratch_dir("studio_heatmaps");
+  auto shot = [&](const std::string& extra, const std::string& name) {
+    const fs::path png = dir / name;
+    const Run r = run("xvfb-run -a " + studio() + " --no-autoload --frames 6 --wait-idle --width 1280 --height 800 " +
+                      extra + " --screenshot " + quoted(png.string()), dir / "log.txt");
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    return load_png(png);
+  };
+  const Image empty = shot("--focus Heatmaps", "empty.png");
+  const Image heat = shot("--trace " + quoted(committed_trace().string()) + " --focus Heatmaps", "heat.png");
+  // Two viridis heatmaps of 31 x 576 and 31 x 512 cells with colour bars: hundreds of colours
+  // that the UI alone does not have.
+  CHECK(heat.distinct_colors() > empty.distinct_colors() + 200);
+  CHECK(heat.count(theme::kError, 2) == 0);
+#endif
+}

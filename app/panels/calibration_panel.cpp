@@ -75,6 +75,7 @@ class CalibrationPanel final : public Panel {
   std::shared_ptr<TraceSlot> slot_;
   uint64_t shown_snapshots_ = 0;
   std::string job_source_;  // trace_source of the running job's result
+  std::string job_path_;    // file the running save writes
   std::string error_, note_, ok_;
 };
 
@@ -88,6 +89,8 @@ void CalibrationPanel::update(Studio& studio) {
     if (studio.model()) start_profile(studio);
     calibrate_pending_ = false;  // forget it if the start-up load failed
   }
+  studio.workspace().trace_coming = open_pending_ || calibrate_pending_ ||
+                                    ((job_ == Job::Open || job_ == Job::Profile) && task_ && !task_->finished());
 }
 
 void CalibrationPanel::draw(Studio& studio) {
@@ -178,11 +181,8 @@ void CalibrationPanel::draw_save(Studio& studio) {
   }
   if (save_path_generation_ != ws.trace_generation && !ws.trace_live) {
     const dptq::TraceMeta& m = ws.trace->meta;
-    char name[160];
-    std::snprintf(name, sizeof name, "traces/%s_%s_%lldx%lld.h5", m.model_name.c_str(), m.rotation.c_str(),
-                  static_cast<long long>(m.windows), static_cast<long long>(m.seqlen));
-    save_path_ = name;
-    std::replace(save_path_.begin(), save_path_.end(), ' ', '-');
+    save_path_ = "traces/" + ui::file_name_part(m.model_name + "_" + m.rotation + "_" + std::to_string(m.windows) +
+                                                "x" + std::to_string(m.seqlen)) + ".h5";
     save_path_generation_ = ws.trace_generation;
   }
   ImGui::SetNextItemWidth(-FLT_MIN);
@@ -260,8 +260,10 @@ void CalibrationPanel::start_save(Studio& studio) {
   if (launch(studio, Job::Save, "Saving trace", [trace, path](dptq::Progress& progress) {
         progress.set_stage("writing " + path);
         dptq::write_trace(*trace, path);
-      }))
+      })) {
     slot_ = std::make_shared<TraceSlot>();
+    job_path_ = path;
+  }
 }
 
 void CalibrationPanel::collect(Studio& studio) {
@@ -281,7 +283,7 @@ void CalibrationPanel::collect(Studio& studio) {
   switch (task_->state()) {
     case Task::State::Succeeded:
       if (job_ == Job::Save) {
-        ok_ = "Saved " + save_path_;
+        ok_ = "Saved " + job_path_;
       } else {
         studio.set_trace(slot_->result, job_source_, false);
         if (job_ == Job::Profile) {

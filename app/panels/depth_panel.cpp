@@ -57,19 +57,40 @@ Series make_series(const dptq::Trace& t) {
 
 class DepthPanel final : public Panel {
  public:
+  explicit DepthPanel(const Options& o) : png_path_(o.depth_png.empty() ? "depth.png" : o.depth_png),
+                                          png_pending_(!o.depth_png.empty()) {}
   const char* title() const override { return "Depth"; }
   void draw(Studio& studio) override;
+  bool has_pending_work(const Studio& studio) const override {
+    return png_pending_ && studio.workspace().trace != nullptr;  // --depth-png: once the plots are up
+  }
+  // --depth-png with the panel closed or behind another tab: say so instead of waiting forever.
+  void update(Studio& studio) override {
+    if (!png_pending_ || !studio.workspace().trace || studio.tasks().busy()) return;
+    if (++frames_not_drawn_ > 8) {
+      std::fprintf(stderr, "dptq-studio: --depth-png: the Depth panel is not visible, nothing saved\n");
+      studio.png_done(png_path_, "the Depth panel was not visible");
+      png_pending_ = false;
+    }
+  }
 
  private:
   void draw_bands(const Workspace& ws) const;
   void draw_hover(const Workspace& ws) const;
 
+  void draw_save(Studio& studio);
+
   uint64_t generation_ = ~uint64_t{0};
   Series s_;
+  std::string png_path_;
+  bool png_pending_ = false;  // --depth-png
+  int settled_frames_ = 0;    // frames drawn since the trace last changed
+  int frames_not_drawn_ = 0;  // update() calls since draw() last ran
   std::vector<double> ticks_;
 };
 
 void DepthPanel::draw(Studio& studio) {
+  frames_not_drawn_ = 0;
   const Workspace& ws = studio.workspace();
   if (!ws.trace) {
     ui::muted_text("No trace yet. Run a calibration or open a trace file in the Calibration panel.");
@@ -77,6 +98,7 @@ void DepthPanel::draw(Studio& studio) {
   }
   const dptq::Trace& t = *ws.trace;
   const bool refit = generation_ != ws.trace_generation;  // a new trace: fit the y axes to it
+  settled_frames_ = refit ? 0 : settled_frames_ + 1;
   if (refit) {
     s_ = make_series(t);
     generation_ = ws.trace_generation;
@@ -91,6 +113,7 @@ void DepthPanel::draw(Studio& studio) {
     ui::tooltip("Blocks the plan (Plan panel) gives 8-bit activations, highlighted in every plot.");
   }
   ui::muted_text(ws.trace_source);
+  draw_save(studio);
   if (t.blocks.empty()) return;
 
   const ImPlotSubplotFlags flags = ImPlotSubplotFlags_LinkAllX | ImPlotSubplotFlags_NoResize;
@@ -111,7 +134,7 @@ void DepthPanel::draw(Studio& studio) {
       lo -= pad, hi += pad;
     }
     ImPlot::SetupAxes(nullptr, y_label);
-    ImPlot::SetupAxisLimits(ImAxis_X1, x_min, x_max, ImPlotCond_Once);
+    ImPlot::SetupAxisLimits(ImAxis_X1, x_min, x_max, refit ? ImPlotCond_Always : ImPlotCond_Once);
     if (log_y) ImPlot::SetupAxisScale(ImAxis_Y1, ImPlotScale_Log10);
     ImPlot::SetupAxisLimits(ImAxis_Y1, lo, hi, refit ? ImPlotCond_Always : ImPlotCond_Once);
     ImPlot::SetupLegend(ImPlotLocation_North, ImPlotLegendFlags_Horizontal | ImPlotLegendFlags_Outside);
@@ -155,6 +178,32 @@ void DepthPanel::draw(Studio& studio) {
     ImPlot::EndPlot();
   }
   ImPlot::EndSubplots();
+}
+
+// Path field and "Save PNG": the whole panel as it is drawn this frame (Studio::request_png).
+void DepthPanel::draw_save(Studio& studio) {
+  const ImVec2 pos = ImGui::GetWindowPos(), size = ImGui::GetWindowSize();
+  const float button_w = ImGui::CalcTextSize("Save PNG").x + ImGui::GetStyle().FramePadding.x * 2;
+  ImGui::SetNextItemWidth(std::min(ImGui::GetFontSize() * 20.0f, ImGui::GetContentRegionAvail().x - button_w - 8));
+  ui::input_text("##png-path", png_path_);
+  ui::tooltip("Where to save the plots as a PNG (the folder must exist; written to a temporary name and renamed).");
+  ImGui::SameLine();
+  const bool live = studio.workspace().trace_live;
+  // --depth-png: once the trace is final, nothing runs, and the layout has settled for two frames.
+  const bool scripted = png_pending_ && !live && !studio.tasks().busy() && settled_frames_ >= 2;
+  if (ImGui::Button("Save PNG") || scripted) {
+    studio.request_png({png_path_, pos.x, pos.y, size.x, size.y});
+    png_pending_ = false;
+  }
+  ui::tooltip("Save this panel (the three plots with their highlights) as an image.");
+  const auto& [path, error] = studio.png_status();
+  if (!error.empty()) {
+    ImGui::SameLine();
+    ui::error_text(error);
+  } else if (!path.empty()) {
+    ImGui::SameLine();
+    ui::muted_text("saved " + path);
+  }
 }
 
 // Phases with massive activations (translucent), the plan's 8-bit blocks (a translucent band and
@@ -223,6 +272,6 @@ void DepthPanel::draw_hover(const Workspace& ws) const {
 
 }  // namespace
 
-std::unique_ptr<Panel> make_depth_panel() { return std::make_unique<DepthPanel>(); }
+std::unique_ptr<Panel> make_depth_panel(const Options& options) { return std::make_unique<DepthPanel>(options); }
 
 }  // namespace dptq::studio

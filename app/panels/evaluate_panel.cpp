@@ -49,8 +49,9 @@ struct RunRecord {
   std::string model_name, text_name;
   int64_t seqlen = 0;
   std::string config;  // "FP" or quant_summary()
-  std::string series;  // "quarot-rtn / dynamicptq": points of one sweep curve
+  std::string series;  // "quarot-rtn / dynamicptq"
   int64_t budget = -1;
+  int64_t sweep = 0;   // sweep number (1, 2, ...) of a sweep point; 0 for single runs
   dptq::PerplexityResult result;
 };
 
@@ -119,7 +120,7 @@ class EvaluatePanel final : public Panel {
   void draw(Studio& studio) override;
   void update(Studio& studio) override;
   bool has_pending_work(const Studio& studio) const override {
-    return auto_run_ && studio.model() != nullptr;  // --eval starts on the next frame
+    return auto_run_ && studio.model() != nullptr;  // --eval starts once the model (and trace) is ready
   }
 
  private:
@@ -128,7 +129,7 @@ class EvaluatePanel final : public Panel {
   void draw_result();
   void draw_sweep();
   void draw_export(Studio& studio);
-  void start(Studio& studio, std::vector<Step> steps, std::string series);
+  void start(Studio& studio, std::vector<Step> steps, std::string series, bool sweep = false);
   void start_single(Studio& studio);
   void start_sweep(Studio& studio);
   void start_export(Studio& studio);
@@ -150,6 +151,7 @@ class EvaluatePanel final : public Panel {
   std::shared_ptr<EvalSlot> slot_;
   bool exporting_ = false;
   int steps_total_ = 0;
+  int64_t sweeps_ = 0;  // sweeps started (numbers the sweep points)
   RunKey pending_key_;
   std::string error_, note_, ok_;
   std::vector<RunRecord> history_;
@@ -158,6 +160,8 @@ class EvaluatePanel final : public Panel {
   QuantCopy quant_;  // the quantized copy of the last quantized run (a running task may modify it)
   std::string quant_text_;  // quant_summary of quant_ after that run (read on the UI thread)
   std::string export_path_;
+  std::string export_suggested_;  // the last path proposed (replaced only while unedited)
+  std::string export_target_;     // folder the running export writes
 };
 
 void EvaluatePanel::update(Studio& studio) {
@@ -166,7 +170,7 @@ void EvaluatePanel::update(Studio& studio) {
     // --eval: run once the start-up load succeeded; forget it if that load failed.
     // A plan needs the trace (--trace) first: wait while it is being opened.
     const bool needs_plan = config_ == kWithPlan || sweep_on_load_;
-    if (needs_plan && !studio.workspace().plan && studio.tasks().busy()) return;
+    if (needs_plan && !studio.workspace().plan && studio.workspace().trace_coming) return;
     if (studio.model()) sweep_on_load_ ? start_sweep(studio) : start_single(studio);
     auto_run_ = false;
   }
@@ -258,8 +262,8 @@ void EvaluatePanel::draw_inputs(Studio& studio) {
   ImGui::EndDisabled();
   ui::tooltip(!has_plan ? "Needs a trace (Calibration panel): the Plan panel's policy picks the blocks."
                         : "Evaluate the Plan panel's policy at each budget with the method above and draw "
-                          "perplexity against budget. Each point is one full evaluation: use Max windows "
-                          "for a quick curve.");
+                          "perplexity against budget (FP of the same windows first, if this session has not "
+                          "measured it yet). Each point is one full evaluation: use Max windows for a quick curve.");
 }
 
 void EvaluatePanel::draw_progress() {
@@ -356,15 +360,20 @@ void EvaluatePanel::draw_result() {
   ui::tooltip("vs FP: perplexity relative to the FP run on the same text, window length and window count.");
 }
 
-// Perplexity against budget, one curve per method / policy; FP as a horizontal line.
+// Perplexity against budget, one curve per sweep (a later sweep with the same method, policy,
+// model, text and windows replaces the earlier); FP of the same windows as a horizontal line.
 void EvaluatePanel::draw_sweep() {
   std::map<std::string, std::vector<const RunRecord*>> curves;
-  for (const RunRecord& r : history_)
-    if (r.budget >= 0 && r.series.find(" / uniform") == std::string::npos) curves[r.series].push_back(&r);
-  for (const RunRecord& r : history_)  // uniform W4A4KV4 is every curve's budget 0
-    if (r.budget == 0)
-      for (auto& [name, pts] : curves)
-        if (name.rfind(r.series.substr(0, r.series.find(" / ")), 0) == 0) pts.push_back(&r);
+  const RunRecord* latest = nullptr;
+  for (const RunRecord& r : history_) {
+    if (r.sweep == 0 || r.budget < 0) continue;  // FP is the horizontal line
+    const std::string key = r.series + " | " + r.model_name + " | " + r.text_name + " | " + std::to_string(r.seqlen) +
+                            " x " + std::to_string(r.result.windows);
+    auto& pts = curves[key];
+    if (!pts.empty() && pts.back()->sweep != r.sweep) pts.clear();  // a newer sweep of the same curve
+    pts.push_back(&r);
+    latest = &r;
+  }
   size_t points = 0;
   for (const auto& [name, pts] : curves) points = std::max(points, pts.size());
   if (points < 2) return;
@@ -377,22 +386,18 @@ void EvaluatePanel::draw_sweep() {
   spec.Marker = ImPlotMarker_Circle;
   spec.MarkerSize = 3.0f;
   for (auto& [name, pts] : curves) {
-    std::map<int64_t, double> by_budget;  // the latest run at each budget
-    for (const RunRecord* r : pts) by_budget[r->budget] = r->result.ppl;
     std::vector<double> xs, ys;
-    for (const auto& [b, p] : by_budget) {
-      xs.push_back(double(b));
-      ys.push_back(p);
+    for (const RunRecord* r : pts) {
+      xs.push_back(double(r->budget));
+      ys.push_back(r->result.ppl);
     }
     ImPlot::PlotLine(name.c_str(), xs.data(), ys.data(), int(xs.size()), spec);
   }
-  for (auto it = history_.rbegin(); it != history_.rend(); ++it)
-    if (it->budget < 0) {
-      ImPlotSpec fp;
-      fp.Flags = ImPlotInfLinesFlags_Horizontal;
-      ImPlot::PlotInfLines("FP", &it->result.ppl, 1, fp);
-      break;
-    }
+  if (const auto fp = latest ? fp_ppl_for(*latest) : std::nullopt) {
+    ImPlotSpec line;
+    line.Flags = ImPlotInfLinesFlags_Horizontal;
+    ImPlot::PlotInfLines("FP (same windows)", &*fp, 1, line);
+  }
   ImPlot::EndPlot();
 }
 
@@ -414,7 +419,7 @@ void EvaluatePanel::draw_export(Studio& studio) {
   ui::tooltip("Write the model of the last quantized run; `dptq ppl FOLDER` measures the same perplexity.");
 }
 
-void EvaluatePanel::start(Studio& studio, std::vector<Step> steps, std::string series) {
+void EvaluatePanel::start(Studio& studio, std::vector<Step> steps, std::string series, bool sweep) {
   auto model = studio.model();
   if (!model || steps.empty()) return;
   const int n_steps = int(steps.size());
@@ -429,7 +434,8 @@ void EvaluatePanel::start(Studio& studio, std::vector<Step> steps, std::string s
   const std::string qkey = quant_key(*model);
   if (quant_.key == qkey) slot->quant = quant_;
   const dptq::PerplexityOptions opts{.seqlen = seqlen_, .max_windows = max_windows_};
-  RunRecord base{model->info().name, std::filesystem::path(text_path_).filename().string(), seqlen_, "FP", series, -1, {}};
+  RunRecord base{model->info().name, std::filesystem::path(text_path_).filename().string(), seqlen_, "FP", series, -1,
+                 sweep ? ++sweeps_ : 0, {}};
   dptq::QuantizeOptions qopts;
   qopts.method = kMethods[method_];
   auto task = studio.tasks().start(
@@ -490,10 +496,12 @@ void EvaluatePanel::start_single(Studio& studio) {
   const auto& plan = studio.workspace().plan;
   if (config_ != kFp && dptq::is_quantized(*model)) {
     error_ = "the loaded model is already quantized: evaluate it as loaded (FP)";
+    std::fprintf(stderr, "dptq-studio: %s\n", error_.c_str());
     return;
   }
   if (config_ == kWithPlan && !plan) {
     error_ = "no plan: open or compute a trace in the Calibration panel first";
+    std::fprintf(stderr, "dptq-studio: %s\n", error_.c_str());
     return;
   }
   Step s;
@@ -511,7 +519,11 @@ void EvaluatePanel::start_single(Studio& studio) {
 
 void EvaluatePanel::start_sweep(Studio& studio) {
   const Workspace& ws = studio.workspace();
-  if (!ws.trace || !ws.plan) return;
+  if (!ws.trace || !ws.plan) {
+    error_ = "no trace: open or compute one in the Calibration panel; the Plan panel's policy picks the blocks";
+    std::fprintf(stderr, "dptq-studio: sweep: %s\n", error_.c_str());
+    return;
+  }
   const std::vector<int64_t> budgets = parse_budgets(budgets_text_, int64_t(ws.trace->blocks.size()));
   if (budgets.empty()) {
     error_ = "budgets: give comma-separated block counts between 0 and " + std::to_string(ws.trace->blocks.size()) +
@@ -521,6 +533,20 @@ void EvaluatePanel::start_sweep(Studio& studio) {
   // A hand-edited plan has no policy to repeat: sweep dynamicptq then.
   const std::string policy = ws.plan->policy.name == "manual" ? "dynamicptq" : ws.plan->policy.name;
   std::vector<Step> steps;
+  // FP on the same windows first, unless this session already has it: the curve's reference line.
+  bool have_fp = false;
+  if (auto model = studio.model(); model && cached_ids_ && ids_key_.model_fingerprint == model->info().fingerprint &&
+                                   ids_key_.text_path == text_path_) {
+    int64_t windows = int64_t(cached_ids_->size()) / std::max(seqlen_, 1);
+    if (max_windows_ >= 0) windows = std::min<int64_t>(windows, max_windows_);
+    RunRecord probe;
+    probe.model_name = model->info().name;
+    probe.text_name = std::filesystem::path(text_path_).filename().string();
+    probe.seqlen = seqlen_;
+    probe.result.windows = windows;
+    have_fp = fp_ppl_for(probe).has_value();
+  }
+  if (!have_fp) steps.push_back(Step{});
   try {
     for (int64_t b : budgets) {
       dptq::PlanOptions o;
@@ -539,7 +565,7 @@ void EvaluatePanel::start_sweep(Studio& studio) {
     error_ = e.what();
     return;
   }
-  start(studio, std::move(steps), std::string(kMethods[method_]) + " / " + policy);
+  start(studio, std::move(steps), std::string(kMethods[method_]) + " / " + policy, /*sweep=*/true);
 }
 
 void EvaluatePanel::start_export(Studio& studio) {
@@ -549,6 +575,7 @@ void EvaluatePanel::start_export(Studio& studio) {
   ok_.clear();
   auto qmodel = quant_.model;
   const std::string out = export_path_;
+  export_target_ = out;
   auto task = studio.tasks().start("Saving checkpoint", [qmodel, out](dptq::Progress& progress) {
     dptq::save_quantized_checkpoint(*qmodel, out, &progress);
   });
@@ -578,9 +605,9 @@ void EvaluatePanel::collect() {
   if (!task_->finished()) return;
   if (exporting_) {
     if (task_->state() == Task::State::Succeeded)
-      ok_ = "Saved " + export_path_ + "  (measure it with: dptq ppl " + export_path_ + " --text FILE)";
+      ok_ = "Saved " + export_target_ + "  (measure it with: dptq ppl " + export_target_ + " --text FILE)";
     else if (task_->state() == Task::State::Cancelled)
-      note_ = "Saving cancelled; nothing was left at " + export_path_ + ".";
+      note_ = "Saving cancelled; nothing was left at " + export_target_ + ".";
     else
       error_ = task_->error();
     slot_.reset();
@@ -595,9 +622,12 @@ void EvaluatePanel::collect() {
     quant_ = slot_->quant;
     quant_text_ = dptq::quant_summary(*quant_.model);
     const dptq::Plan& p = dptq::model_plan(*quant_.model);
-    export_path_ = "checkpoints/" + quant_.model->info().name + "-" + p.base_method + "-k" +
-                   std::to_string(p.n_selected());
-    std::replace(export_path_.begin(), export_path_.end(), ' ', '-');
+    // Follow the model of the run unless the user typed a path of their own.
+    if (export_path_.empty() || export_path_ == export_suggested_) {
+      export_suggested_ = "checkpoints/" + ui::file_name_part(quant_.model->info().name + "-" + p.base_method + "-k" +
+                                                              std::to_string(p.n_selected()));
+      export_path_ = export_suggested_;
+    }
   }
   switch (task_->state()) {
     case Task::State::Succeeded:

@@ -64,6 +64,7 @@ class PlanPanel final : public Panel {
   void draw_save(Studio& studio);
 
   int policy_ = 0, budget_ = 4, seed_ = 0, method_ = 0;
+  std::string rotation_;  // quantizer view of the last trace (picks the default method)
   bool edited_ = false;  // hand edits since the policy last ran
   uint64_t generation_ = ~uint64_t{0};
   std::string save_path_ = "plan.plan.json";
@@ -107,31 +108,43 @@ void PlanPanel::draw(Studio& studio) {
 
 // Runs the policy on the current trace. With `keep_edits`, the hand-edited selection and per-site
 // bits carry over to the new trace (refreshed metrics), e.g. while a calibration runs.
+// Runs the policy on the current trace. With `keep_edits`, the edited plan's own policy (the
+// original one after per-site edits only, "manual" after a change of selection) runs again and the
+// per-site bits are put back, so hand edits survive a new trace (e.g. a calibration's snapshots).
 void PlanPanel::remake(Studio& studio, bool keep_edits) {
   Workspace& ws = studio.workspace();
   const int64_t L = int64_t(ws.trace->blocks.size());
   budget_ = std::clamp<int>(budget_, 0, int(L));
+  if (ws.trace->meta.rotation != rotation_) {  // the method the trace's view is meant for
+    rotation_ = ws.trace->meta.rotation;
+    method_ = index_of(kMethods, IM_ARRAYSIZE(kMethods), rotation_ == "quarot" ? "quarot-rtn" : "rtn");
+  }
   dptq::PlanOptions o;
   o.base_method = kMethods[method_];
   o.trace_path = ws.trace_source;
-  std::optional<dptq::Plan> old = keep_edits && ws.plan && ws.plan->n_layers() == L ? ws.plan : std::nullopt;
-  if (old) {
-    o.policy = "manual";
-    o.manual_blocks = dptq::selected_blocks(*old);
+  const bool keep = keep_edits && ws.plan && ws.plan->n_layers() == L;
+  if (keep) {
+    const dptq::PlanPolicy& old = ws.plan->policy;
+    o.policy = old.name;
+    o.budget = old.budget;
+    o.jr_threshold = old.jr_threshold;
+    o.seed = old.seed;
+    o.manual_blocks = old.name == "manual" ? dptq::selected_blocks(*ws.plan) : std::vector<int64_t>{};
   } else {
     o.policy = kPolicies[policy_];
     o.budget = budget_;
     o.seed = o.policy == "random" ? uint64_t(seed_) : 0;
-    edited_ = false;
   }
   try {
     dptq::Plan p = dptq::make_plan(*ws.trace, o);
-    if (old)
-      for (const dptq::PlanBlock& b : old->blocks) dptq::set_block_bits(p, b.index, b.bits);
+    if (keep)
+      for (const dptq::PlanBlock& b : ws.plan->blocks) dptq::set_block_bits(p, b.index, b.bits);
     ws.plan = std::move(p);
+    edited_ = keep;
     error_.clear();
   } catch (const dptq::Error& e) {
-    ws.plan.reset();
+    // Another block count: the old plan cannot stay. Otherwise it stays, with its edits.
+    if (!ws.plan || ws.plan->n_layers() != L) ws.plan.reset();
     error_ = e.what();
   }
   ok_.clear();

@@ -879,9 +879,15 @@ void set_block_bits(Plan& plan, int64_t block, const SiteBits& bits) {
 }
 
 std::vector<int64_t> selected_blocks(const Plan& plan) {
-  std::vector<int64_t> order(size_t(plan.n_selected()));
-  for (const PlanBlock& b : plan.blocks)
-    if (b.selected) order.at(size_t(b.rank - 1)) = b.index;
+  const int64_t n = plan.n_selected();
+  std::vector<int64_t> order(size_t(n), -1);
+  for (const PlanBlock& b : plan.blocks) {
+    if (!b.selected) continue;
+    if (b.rank < 1 || b.rank > n || order[size_t(b.rank - 1)] >= 0)
+      throw Error(ErrorKind::InvalidArgument, "", "plan ranks are not 1.." + std::to_string(n) + " (block " +
+                  std::to_string(b.index) + " has rank " + std::to_string(b.rank) + ")");
+    order[size_t(b.rank - 1)] = b.index;
+  }
   return order;
 }
 
@@ -898,7 +904,7 @@ PlanCost plan_cost(const Plan& plan, const Trace& trace) {
   for (int64_t l = 0; l < L; ++l) {
     const double d = width(l, Site::Qkv), o = width(l, Site::O), ff = width(l, Site::Down),
                  kv = width(l, Site::K) + width(l, Site::V);
-    if (d <= 0 || o <= 0 || ff <= 0)
+    if (d <= 0 || o <= 0 || ff <= 0 || width(l, Site::K) <= 0 || width(l, Site::V) <= 0)
       throw Error(ErrorKind::InvalidArgument, "", "the trace has no site widths for block " + std::to_string(l));
     const SiteBits& b = plan.blocks[size_t(l)].bits;
     const std::pair<double, int> sites[] = {

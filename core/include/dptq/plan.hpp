@@ -178,7 +178,8 @@ void check_plan_matches(const Plan& plan, const std::string& model_fingerprint, 
 // (qkv/o/gate_up/down), selection, rank, JR p99, HSNR4 p1, phase marks and reason.
 std::string plan_summary(const Plan& plan);
 
-// The selected blocks in rank order (rank 1 first).
+// The selected blocks in rank order (rank 1 first). Throws Error(InvalidArgument) when the ranks of
+// the selected blocks are not exactly 1..n (validate_plan's rule).
 std::vector<int64_t> selected_blocks(const Plan& plan);
 
 // Hand edit (the studio's Plan panel): sets the activation bits of `block` (each 4 or 8) and keeps
