@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces every quantized-perplexity number of docs/results.md ("W4A4KV4 engine" section) on
-# the default model. CPU, 2 threads: about 2 hours. Outputs go to docs/data/results/.
+# the default model. CPU, 2 threads: steps 1-4 about 2 hours, step 5 (the full-file grid, 25 rows)
+# about 10 more. Every output is kept, so the script resumes where it stopped. Outputs go to
+# docs/data/results/.
 #   scripts/results.sh [BUILD_DIR]      (default build/release; run scripts/test.sh first)
 set -euo pipefail
 cd "${RESULTS_ROOT:-$(dirname "$0")/..}"

@@ -45,6 +45,51 @@ def sweep_rows(sweeps):
     return out, blocks
 
 
+def full_cells():
+    """{(method, policy, k): ppl} on the full file: step 4's sweep and step 5's one-row files."""
+    cells = {}
+    full = load("full_quarot-rtn.json")
+    if full:
+        for r in full["rows"]:
+            cells[(r["method"], r["policy"] if r["budget"] else "none", r["budget"])] = r["ppl"]
+    folder = os.path.join(DIR, "full")
+    if os.path.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            if not name.endswith(".json") or name.endswith(".plan.json"):
+                continue
+            method, policy, k = name[:-len(".json")].rsplit("_", 2)
+            r = load(os.path.join("full", name))
+            cells[(method, policy, int(k[1:]))] = r["ppl"]
+    return cells
+
+
+def full_grid():
+    cells = full_cells()
+    if not cells:
+        return
+    fp = load("../ppl_dptq.json")  # docs/results.md section 1: `dptq ppl $M --text $W --json`
+    budgets = [1, 2, 4, 8]
+    print("\nFull test file (148 windows x 2048 tokens); k = blocks with 8-bit activations; "
+          "'·' = not measured yet; (x%) = share of the W4A4KV4 - FP gap closed"
+          + (f" (FP {fp['ppl']:.2f})" if fp else "") + ":\n")
+    print("| method | policy | k=0 | " + " | ".join(f"k={b}" for b in budgets) + " |")
+    print("|---|---|---|" + "---|" * len(budgets))
+    for m in ("rtn", "quarot-rtn", "quarot-gptq"):
+        base = cells.get((m, "none", 0))
+        for p in ("dynamicptq", "first-last"):
+            row = [f"{base:.2f}" if base else "·"]
+            for b in budgets:
+                v = cells.get((m, p, b))
+                if v is None:
+                    row.append("·")
+                elif base and fp:
+                    row.append(f"{v:.2f} ({100 * (base - v) / (base - fp['ppl']):.1f}%)")
+                else:
+                    row.append(f"{v:.2f}")
+            print(f"| {NAMES[m]} | {p} | " + " | ".join(row) + " |")
+    print(f"\n{len(cells)} of 27 quantized cells measured.")
+
+
 def main():
     sweeps = [load(f"sweep_{m}.json") for m in ("rtn", "quarot-rtn", "quarot-rtn-oracle", "quarot-gptq")]
     sweeps = [s for s in sweeps if s]
@@ -76,13 +121,7 @@ def main():
                       f"Spearman(JR p99, gain) = {o['spearman_jr_p99_vs_gain']:.3f} over {len(o['single_gain'])} blocks")
                 gains = ", ".join(f"{i}: {g:+.2f}" for i, g in enumerate(o["single_gain"]))
                 print(f"\nSingle-block gains (held-out ppl at 4 bits minus ppl with that block at 8 bits): {gains}")
-    full = load("full_quarot-rtn.json")
-    if full:
-        print("\nFull test file:\n")
-        print("| method | policy | k | blocks | ppl | windows | tokens |\n|---|---|---|---|---|---|---|")
-        for r in full["rows"]:
-            print(f"| {NAMES.get(r['method'], r['method'])} | {r['policy']} | {r['budget']} | {r['blocks']} | "
-                  f"{r['ppl']:.3f} | {r['windows']} | {r['tokens']} |")
+    full_grid()
     q, rel, sim = load("quantize.json"), load("reload.json"), load("simulated.json")
     if q and rel and sim:
         d = abs(rel["ppl"] - sim["ppl"]) / sim["ppl"]
