@@ -102,6 +102,12 @@ std::string file_name_part(std::string name) {
   return name.empty() ? std::string("model") : name;
 }
 
+std::string format(const char* fmt, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, fmt, v);
+  return buf;
+}
+
 std::string human_count(int64_t n) {
   char buf[32];
   const double v = static_cast<double>(n);

@@ -40,6 +40,9 @@ std::string start_dir_of(const std::string& path);
 // `name` as one file-name component: '/', '\\', spaces and control characters become '-'.
 std::string file_name_part(std::string name);
 
+// printf-style formatting of one number: format("%.3g", 0.5) == "0.5".
+std::string format(const char* fmt, double v);
+
 // "134.52 M", "1.20 B", "950" — for parameter and token counts.
 std::string human_count(int64_t n);
 // "12,345" — thousands separated.

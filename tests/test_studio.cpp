@@ -100,6 +100,7 @@ struct Image {
 };
 
 #ifdef DPTQ_HAVE_STB_IMAGE
+constexpr bool kHaveStb = true;
 Image load_png(const fs::path& path) {
   Image img;
   int channels = 0;
@@ -109,7 +110,15 @@ Image load_png(const fs::path& path) {
   stbi_image_free(data);
   return img;
 }
+#else
+constexpr bool kHaveStb = false;
+Image load_png(const fs::path&) { return {}; }  // never reached: the rendering tests skip
 #endif
+
+// What every test that renders and decodes a screenshot needs.
+#define DPTQ_SKIP_UNLESS_RENDERING()                                                     \
+  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");     \
+  DPTQ_SKIP_UNLESS(kHaveStb, "stb/stb_image.h not installed (apt install libstb-dev)")
 
 }  // namespace
 
@@ -125,10 +134,7 @@ TEST_CASE("studio: without a display it prints how to run headless and exits 2")
 }
 
 TEST_CASE("studio: renders the docked panels under xvfb and saves a screenshot of the requested size") {
-  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");
-#ifndef DPTQ_HAVE_STB_IMAGE
-  DPTQ_SKIP_UNLESS(false, "stb/stb_image.h not installed (apt install libstb-dev)");
-#else
+  DPTQ_SKIP_UNLESS_RENDERING();
   const fs::path dir = dptq::test::scratch_dir("studio_render");
   const fs::path png = dir / "studio.png";
   const Run r = run("xvfb-run -a " + studio() + " --no-autoload --frames 5 --width 1024 --height 640"
@@ -149,14 +155,10 @@ TEST_CASE("studio: renders the docked panels under xvfb and saves a screenshot o
   CHECK(title_pixels > 1024 * 8);
   CHECK(img.count(theme::kWindowBg) > 1024 * 640 / 4);
   CHECK(img.count_reddish() == 0);  // no error text: nothing failed
-#endif
 }
 
 TEST_CASE("studio: a model path that does not exist shows the error and exits 0") {
-  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");
-#ifndef DPTQ_HAVE_STB_IMAGE
-  DPTQ_SKIP_UNLESS(false, "stb/stb_image.h not installed (apt install libstb-dev)");
-#else
+  DPTQ_SKIP_UNLESS_RENDERING();
   const fs::path dir = dptq::test::scratch_dir("studio_missing_model");
   const fs::path png = dir / "studio.png";
   // --wait-idle: the frames are counted once the (failing) background load has finished, so the
@@ -172,7 +174,6 @@ TEST_CASE("studio: a model path that does not exist shows the error and exits 0"
   CHECK(img.count(theme::kTitleBg) + img.count(theme::kTitleBgActive) > 900 * 8);
   // The load error is drawn as red text in the Model panel.
   CHECK(img.count_reddish() > 200);
-#endif
 }
 
 namespace {
@@ -180,10 +181,7 @@ fs::path committed_trace() { return dptq::test::tests_dir() / ".." / "traces" / 
 }  // namespace
 
 TEST_CASE("studio: a trace opened without a model is plotted across depth, the plan's 8-bit blocks highlighted") {
-  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");
-#ifndef DPTQ_HAVE_STB_IMAGE
-  DPTQ_SKIP_UNLESS(false, "stb/stb_image.h not installed (apt install libstb-dev)");
-#else
+  DPTQ_SKIP_UNLESS_RENDERING();
   REQUIRE(fs::exists(committed_trace()));
   const fs::path dir = dptq::test::scratch_dir("studio_trace");
   // Pixels painted exactly in the highlight colour: the strips under the three depth plots, one per
@@ -209,14 +207,10 @@ TEST_CASE("studio: a trace opened without a model is plotted across depth, the p
   CHECK(two > 3 * 20);        // three plots, two strips, each several pixels wide and tall
   CHECK(six > 2 * two);       // three times the strips (lines crossing a strip hide a few pixels)
   CHECK(six < 4 * two);
-#endif
 }
 
 TEST_CASE("studio: a truncated trace file shows the error in red and exits 0") {
-  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");
-#ifndef DPTQ_HAVE_STB_IMAGE
-  DPTQ_SKIP_UNLESS(false, "stb/stb_image.h not installed (apt install libstb-dev)");
-#else
+  DPTQ_SKIP_UNLESS_RENDERING();
   const fs::path dir = dptq::test::scratch_dir("studio_bad_trace");
   const fs::path bad = dir / "truncated.h5";
   {
@@ -235,7 +229,6 @@ TEST_CASE("studio: a truncated trace file shows the error in red and exits 0") {
   CHECK(img.count_reddish() > 200);           // the read error, in the Calibration panel
   CHECK(img.count(theme::kError, 2) > 20);     // in the error colour (glyph interiors)
   CHECK(img.count(theme::kPlan8bit, 0) == 0);  // nothing plotted
-#endif
 }
 
 TEST_CASE("studio: W4A4KV4 + the Plan panel's plan gives the perplexity `dptq ppl --plan` gives") {
@@ -275,10 +268,7 @@ TEST_CASE("studio: W4A4KV4 + the Plan panel's plan gives the perplexity `dptq pp
 }
 
 TEST_CASE("studio: a calibration run in the studio gives the plan `dptq profile` + `dptq plan` give") {
-  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");
-#ifndef DPTQ_HAVE_STB_IMAGE
-  DPTQ_SKIP_UNLESS(false, "stb/stb_image.h not installed (apt install libstb-dev)");
-#else
+  DPTQ_SKIP_UNLESS_RENDERING();
   DPTQ_SKIP_UNLESS(fs::exists(dptq::test::default_model()), "default model not installed (scripts/setup.sh)");
   const fs::path dir = dptq::test::scratch_dir("studio_calibrate");
   const std::string model = quoted(dptq::test::default_model().string());
@@ -311,14 +301,10 @@ TEST_CASE("studio: a calibration run in the studio gives the plan `dptq profile`
   for (int64_t b : dptq::selected_blocks(dptq::read_plan(plan_file)))
     cli_blocks += (cli_blocks.empty() ? "" : " ") + std::to_string(b);
   CHECK(gui_blocks == cli_blocks);
-#endif
 }
 
 TEST_CASE("studio: --depth-png saves the Depth panel's plots; an unwritable path is exit code 2") {
-  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");
-#ifndef DPTQ_HAVE_STB_IMAGE
-  DPTQ_SKIP_UNLESS(false, "stb/stb_image.h not installed (apt install libstb-dev)");
-#else
+  DPTQ_SKIP_UNLESS_RENDERING();
   const fs::path dir = dptq::test::scratch_dir("studio_depth_png");
   const fs::path depth = dir / "depth.png", full = dir / "full.png";
   const std::string base = "xvfb-run -a " + studio() + " --no-autoload --trace " + quoted(committed_trace().string()) +
@@ -344,14 +330,10 @@ TEST_CASE("studio: --depth-png saves the Depth panel's plots; an unwritable path
   CHECK(bad.exit_code == 2);
   CHECK(bad.output.find(nowhere.string()) != std::string::npos);
   CHECK_FALSE(fs::exists(nowhere.parent_path()));
-#endif
 }
 
 TEST_CASE("studio: the Heatmaps panel paints the layer x channel and layer x token magnitudes") {
-  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");
-#ifndef DPTQ_HAVE_STB_IMAGE
-  DPTQ_SKIP_UNLESS(false, "stb/stb_image.h not installed (apt install libstb-dev)");
-#else
+  DPTQ_SKIP_UNLESS_RENDERING();
   const fs::path dir = dptq::test::scratch_dir("studio_heatmaps");
   auto shot = [&](const std::string& extra, const std::string& name) {
     const fs::path png = dir / name;
@@ -367,5 +349,4 @@ TEST_CASE("studio: the Heatmaps panel paints the layer x channel and layer x tok
   // that the UI alone does not have.
   CHECK(heat.distinct_colors() > empty.distinct_colors() + 200);
   CHECK(heat.count(theme::kError, 2) == 0);
-#endif
 }

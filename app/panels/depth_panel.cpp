@@ -120,16 +120,30 @@ void DepthPanel::draw(Studio& studio) {
   float rows[] = {1.0f, 1.0f, 1.0f};
   if (!ImPlot::BeginSubplots("##depth", 3, 1, ImVec2(-1, -1), flags, rows)) return;
   const double x_min = -0.5, x_max = double(t.blocks.size()) + 0.5;
-  // y limits with a margin (ImPlot's auto-fit puts the extreme points on the frame, and its fit
+  // No titles: the legend above each plot and its y label say what it shows.
+  constexpr ImPlotFlags kPlotFlags = ImPlotFlags_NoMouseText | ImPlotFlags_NoTitle;
+  ImPlotSpec line;
+  line.Marker = ImPlotMarker_Circle;
+  line.MarkerSize = 2.0f;
+  line.LineWeight = 1.5f;
+  struct Curve {
+    const char* name;
+    const std::vector<double>& y;
+  };
+  // One plot: its curves against stream (first plot) or block index, the highlights, the hover.
+  // y limits get a margin (ImPlot's auto-fit puts the extreme points on the frame, and its fit
   // padding is linear, which breaks log axes); refitted for every new trace, free to zoom between.
-  auto setup = [&](const char* y_label, bool log_y, std::initializer_list<const std::vector<double>*> series) {
+  auto plot = [&](const char* id, const char* y_label, bool log_y, const std::vector<double>& x,
+                  std::initializer_list<Curve> curves, const double* threshold) {
+    if (!ImPlot::BeginPlot(id, ImVec2(), kPlotFlags)) return;
     double lo = INFINITY, hi = -INFINITY;
-    for (const auto* v : series)
-      for (double y : *v)
+    for (const Curve& c : curves)
+      for (double y : c.y)
         if (std::isfinite(y)) lo = std::min(lo, y), hi = std::max(hi, y);
     if (!(lo <= hi)) lo = 0, hi = 1;
-    if (log_y) lo /= 3, hi *= 3;
-    else {
+    if (log_y) {
+      lo /= 3, hi *= 3;
+    } else {
       const double pad = std::max(0.08 * (hi - lo), 0.5);
       lo -= pad, hi += pad;
     }
@@ -138,45 +152,24 @@ void DepthPanel::draw(Studio& studio) {
     if (log_y) ImPlot::SetupAxisScale(ImAxis_Y1, ImPlotScale_Log10);
     ImPlot::SetupAxisLimits(ImAxis_Y1, lo, hi, refit ? ImPlotCond_Always : ImPlotCond_Once);
     ImPlot::SetupLegend(ImPlotLocation_North, ImPlotLegendFlags_Horizontal | ImPlotLegendFlags_Outside);
+    draw_bands(ws);
+    for (const Curve& c : curves) ImPlot::PlotLine(c.name, x.data(), c.y.data(), int(c.y.size()), line);
+    if (threshold) {
+      ImPlotSpec thr;
+      thr.LineColor = color(theme::kMuted, 0.8f);
+      thr.Flags = ImPlotInfLinesFlags_Horizontal;
+      ImPlot::PlotInfLines("massive threshold", threshold, 1, thr);
+    }
+    draw_hover(ws);
+    ImPlot::EndPlot();
   };
-  // No titles: the legend above each plot and its y label say what it shows.
-  constexpr ImPlotFlags kPlotFlags = ImPlotFlags_NoMouseText | ImPlotFlags_NoTitle;
-  ImPlotSpec line;
-  line.Marker = ImPlotMarker_Circle;
-  line.MarkerSize = 2.0f;
-  line.LineWeight = 1.5f;
-
-  if (ImPlot::BeginPlot("Massive activations", ImVec2(), kPlotFlags)) {
-    setup("|h_l| (log)", true, {&s_.top1, &s_.median});
-    draw_bands(ws);
-    ImPlot::PlotLine("top-1 |h_l|", s_.stream_x.data(), s_.top1.data(), int(s_.top1.size()), line);
-    ImPlot::PlotLine("median |h_l|", s_.stream_x.data(), s_.median.data(), int(s_.median.size()), line);
-    ImPlotSpec thr;
-    thr.LineColor = color(theme::kMuted, 0.8f);
-    thr.Flags = ImPlotInfLinesFlags_Horizontal;
-    const double threshold = m.massive_abs_threshold;
-    ImPlot::PlotInfLines("massive threshold", &threshold, 1, thr);
-    draw_hover(ws);
-    ImPlot::EndPlot();
-  }
-  if (ImPlot::BeginPlot("Jump Ratio", ImVec2(), kPlotFlags)) {
-    setup("Jump Ratio (log)", true, {&s_.jr_p99, &s_.jr_p50, &s_.jr_inf_p99});
-    draw_bands(ws);
-    ImPlot::PlotLine("JR p99", s_.block_x.data(), s_.jr_p99.data(), int(s_.jr_p99.size()), line);
-    ImPlot::PlotLine("JR p50", s_.block_x.data(), s_.jr_p50.data(), int(s_.jr_p50.size()), line);
-    ImPlot::PlotLine("JR-inf p99", s_.block_x.data(), s_.jr_inf_p99.data(), int(s_.jr_inf_p99.size()), line);
-    draw_hover(ws);
-    ImPlot::EndPlot();
-  }
-  if (ImPlot::BeginPlot("Historical SNR", ImVec2(), kPlotFlags)) {
-    setup("HSNR (dB)", false, {&s_.hsnr4_p1, &s_.hsnr4_mean, &s_.hsnr8_mean});
-    draw_bands(ws);
-    ImPlot::PlotLine("HSNR4 p1", s_.block_x.data(), s_.hsnr4_p1.data(), int(s_.hsnr4_p1.size()), line);
-    ImPlot::PlotLine("HSNR4 mean", s_.block_x.data(), s_.hsnr4_mean.data(), int(s_.hsnr4_mean.size()), line);
-    ImPlot::PlotLine("HSNR8 mean", s_.block_x.data(), s_.hsnr8_mean.data(), int(s_.hsnr8_mean.size()), line);
-    draw_hover(ws);
-    ImPlot::EndPlot();
-  }
+  const double threshold = m.massive_abs_threshold;
+  plot("Massive activations", "|h_l| (log)", true, s_.stream_x,
+       {{"top-1 |h_l|", s_.top1}, {"median |h_l|", s_.median}}, &threshold);
+  plot("Jump Ratio", "Jump Ratio (log)", true, s_.block_x,
+       {{"JR p99", s_.jr_p99}, {"JR p50", s_.jr_p50}, {"JR-inf p99", s_.jr_inf_p99}}, nullptr);
+  plot("Historical SNR", "HSNR (dB)", false, s_.block_x,
+       {{"HSNR4 p1", s_.hsnr4_p1}, {"HSNR4 mean", s_.hsnr4_mean}, {"HSNR8 mean", s_.hsnr8_mean}}, nullptr);
   ImPlot::EndSubplots();
 }
 

@@ -15,12 +15,6 @@ namespace {
 
 std::string yes_no(bool b) { return b ? "yes" : "no"; }
 
-std::string fmt_double(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
 class ModelPanel final : public Panel {
  public:
   const char* title() const override { return "Model & data"; }
@@ -141,12 +135,12 @@ void ModelPanel::draw_summary(const dptq::Model& model) {
                 ui::grouped(c.vocab_size));
   ui::field_row("Context", "Longest sequence the model was trained for (max_position_embeddings).",
                 ui::grouped(c.max_context));
-  std::string rope = fmt_double("%g", c.rope_theta);
+  std::string rope = ui::format("%g", c.rope_theta);
   if (c.rope_scaling)
-    rope += "  (" + c.rope_scaling->type + " scaling x" + fmt_double("%g", c.rope_scaling->factor) + ")";
+    rope += "  (" + c.rope_scaling->type + " scaling x" + ui::format("%g", c.rope_scaling->factor) + ")";
   ui::field_row("RoPE theta", "Base frequency of the rotary position embedding, plus its scaling rule if any.",
                 rope);
-  ui::field_row("RMSNorm eps", "Epsilon added inside every RMSNorm.", fmt_double("%g", c.rms_eps));
+  ui::field_row("RMSNorm eps", "Epsilon added inside every RMSNorm.", ui::format("%g", c.rms_eps));
   ui::field_row("Tied embeddings", "Whether the output head reuses the token embedding matrix.",
                 yes_no(c.tied_embeddings));
   ui::field_row("QKV bias", "Whether q/k/v projections carry a bias (Qwen2 does).", yes_no(c.qkv_bias));

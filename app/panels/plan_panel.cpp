@@ -42,12 +42,6 @@ int& site(dptq::SiteBits& b, int i) {
   return i == 0 ? b.qkv : i == 1 ? b.o : i == 2 ? b.gate_up : b.down;
 }
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
 class PlanPanel final : public Panel {
  public:
   explicit PlanPanel(const Options& o)
@@ -202,8 +196,8 @@ void PlanPanel::draw_effect(const Studio& studio) {
                      " blocks with 8-bit activations";
   try {
     const dptq::PlanCost c = dptq::plan_cost(p, *ws.trace);
-    text += fmt(": %.1f%% of the linear layers' multiply-accumulates", 100.0 * c.mac_share_8bit) +
-            fmt(", mean activation width %.2f bits", c.mean_act_bits);
+    text += ui::format(": %.1f%% of the linear layers' multiply-accumulates", 100.0 * c.mac_share_8bit) +
+            ui::format(", mean activation width %.2f bits", c.mean_act_bits);
   } catch (const dptq::Error&) {
     // A trace without site widths (hand-made): the block count alone.
   }
@@ -223,7 +217,7 @@ void PlanPanel::draw_effect(const Studio& studio) {
       boundaries_sel += boundary;
     }
   }
-  ui::muted_text(fmt("Selected blocks hold %.0f%% of the summed JR p99", jr_all > 0 ? 100.0 * jr_sel / jr_all : 0.0) +
+  ui::muted_text(ui::format("Selected blocks hold %.0f%% of the summed JR p99", jr_all > 0 ? 100.0 * jr_sel / jr_all : 0.0) +
                  " and " + std::to_string(boundaries_sel) + " of " + std::to_string(boundaries) +
                  " phase boundaries.");
   if (auto model = studio.model(); model && model->info().fingerprint != p.model_fingerprint)
@@ -286,9 +280,9 @@ void PlanPanel::draw_table(Studio& studio) {
     ImGui::TableNextColumn();
     if (b.rank > 0) ImGui::Text("%d", b.rank);
     ImGui::TableNextColumn();
-    ImGui::TextUnformatted(fmt("%.3g", b.jump_ratio_p99).c_str());
+    ImGui::TextUnformatted(ui::format("%.3g", b.jump_ratio_p99).c_str());
     ImGui::TableNextColumn();
-    ImGui::TextUnformatted(fmt("%.1f dB", b.hsnr4_p1_db).c_str());
+    ImGui::TextUnformatted(ui::format("%.1f dB", b.hsnr4_p1_db).c_str());
     ImGui::TableNextColumn();
     ImGui::TextUnformatted(b.emergence && b.disappearance ? "E/D" : b.emergence ? "E" : b.disappearance ? "D" : "");
     ImGui::TableNextColumn();
