@@ -128,6 +128,10 @@ int main(int argc, char** argv) {
                  "(implies --frames 3 unless given)");
   cli.add_option("--focus", options.focus, "Panel brought to the front at start")
       ->check(CLI::IsMember({"Model & data", "Calibration", "Depth", "Heatmaps", "Plan", "Evaluate"}));
+  cli.add_option("--export", options.export_dir, "Export panel: once the trace and plan are shown, write the plan, "
+                 "the trace and the Depth plots into this folder (with --frames; exit code 2 if the PNG fails)");
+  cli.add_flag("--export-checkpoint", options.export_checkpoint,
+               "With --export: also quantize the loaded model under the plan (--method) and write the checkpoint");
   cli.add_option("--depth-png", options.depth_png, "Save the Depth panel's plots as this PNG once a trace is shown "
                  "(with --frames; exit code 2 if it cannot be written)");
   cli.add_option("--width", width, "Window width in pixels")->capture_default_str()->check(CLI::Range(320, 16384));

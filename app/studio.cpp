@@ -105,6 +105,7 @@ Studio::Studio(Options options) : options_(std::move(options)) {
   panels_.push_back(make_heatmaps_panel());
   panels_.push_back(make_plan_panel(options_));
   panels_.push_back(make_evaluate_panel(options_));
+  panels_.push_back(make_export_panel(options_));
   if (options_.autoload && !options_.model_path.empty()) load_model(options_.model_path);
 }
 
@@ -190,7 +191,7 @@ void Studio::frame() {
 }
 
 void Studio::build_default_layout(unsigned int dockspace_id) {
-  // Left: Model & data | Calibration. Right: Depth | Heatmaps above, Plan | Evaluate below.
+  // Left: Model & data | Calibration. Right: Depth | Heatmaps above, Plan | Evaluate | Export below.
   const ImGuiViewport* vp = ImGui::GetMainViewport();
   ImGui::DockBuilderRemoveNode(dockspace_id);
   ImGui::DockBuilderAddNode(dockspace_id, ImGuiDockNodeFlags_DockSpace);

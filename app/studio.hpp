@@ -42,6 +42,8 @@ struct Options {
   int64_t max_windows = -1;   // -1: all windows
   bool persist_layout = true; // save/restore the docking layout in imgui.ini (off for --frames)
   std::string focus;          // --focus: panel whose tab is brought to the front at start
+  std::string export_dir;     // --export: write plan, trace and Depth PNG there once shown
+  bool export_checkpoint = false;  // --export-checkpoint: and a quantized checkpoint (--method)
   std::string depth_png;      // --depth-png: save the Depth panel as a PNG once the trace is shown
   std::string trace_path;     // --trace: open this trace at start (no model needed)
   bool calibrate_on_load = false;  // --calibrate: profile the model as soon as it is loaded
@@ -121,6 +123,7 @@ std::unique_ptr<Panel> make_depth_panel(const Options& options);
 std::unique_ptr<Panel> make_heatmaps_panel();
 std::unique_ptr<Panel> make_plan_panel(const Options& options);
 std::unique_ptr<Panel> make_evaluate_panel(const Options& options);
+std::unique_ptr<Panel> make_export_panel(const Options& options);
 
 // Part of the next rendered frame to save as a PNG (the Depth panel's plots), in window pixels.
 struct PngRequest {
@@ -139,6 +142,8 @@ struct Workspace {
                                   // line (--trace, --calibrate): --eval of a plan waits for it
   uint64_t trace_generation = 0;  // bumped by every new trace
   std::optional<dptq::Plan> plan; // made from `trace` by the Plan panel (may be edited by hand)
+  float depth_rect[4] = {0, 0, 0, 0};  // the Depth panel's window (x, y, w, h) when last drawn
+  int depth_drawn_frame = -10;         // ImGui frame count of that draw (Export's PNG needs it recent)
 };
 
 // The model slot: at most one loaded model plus the state of the latest load request.

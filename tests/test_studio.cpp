@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "dptq/plan.hpp"
+#include "dptq/trace.hpp"
 #include "test_util.hpp"
 #include "../app/theme.hpp"  // the colours the studio paints its title bars and errors with
 
@@ -349,4 +350,40 @@ TEST_CASE("studio: the Heatmaps panel paints the layer x channel and layer x tok
   // that the UI alone does not have.
   CHECK(heat.distinct_colors() > empty.distinct_colors() + 200);
   CHECK(heat.count(theme::kError, 2) == 0);
+}
+
+TEST_CASE("studio: --export writes the plan, the trace, the Depth plots and a checkpoint that reloads") {
+  DPTQ_SKIP_UNLESS_RENDERING();
+  DPTQ_SKIP_UNLESS(fs::exists(dptq::test::default_model()), "default model not installed (scripts/setup.sh)");
+  DPTQ_SKIP_UNLESS(fs::exists(dptq::test::wikitext()), "../shared/data not present");
+  const fs::path dir = dptq::test::scratch_dir("studio_export");
+  const fs::path out = dir / "bundle";
+  const std::string model = quoted(dptq::test::default_model().string());
+  const Run gui = run("xvfb-run -a " + studio() + " --model " + model + " --trace " + quoted(committed_trace().string()) +
+                      " --budget 2 --export " + quoted(out.string()) +
+                      " --export-checkpoint --method quarot-rtn --frames 3 --wait-idle", dir / "gui.txt");
+  INFO(gui.output);
+  REQUIRE(gui.exit_code == 0);
+  const std::string base = (out / "Smollm2-135M-8k-Lc100K-Mix1-Ep2-dynamicptq-k2").string();
+  // The plan and the trace read back; the PNG decodes and shows the two highlighted blocks.
+  const dptq::Plan plan = dptq::read_plan(base + ".plan.json");
+  CHECK(dptq::selected_blocks(plan) == std::vector<int64_t>{2, 3});
+  const dptq::Trace trace = dptq::read_trace(base + ".h5");
+  CHECK(trace.blocks.size() == 30);
+  const Image png = load_png(base + "-depth.png");
+  CHECK(png.count(theme::kPlan8bit, 0) > 3 * 2 * 20);
+  // The checkpoint measures what the simulated model under the exported plan measures.
+  const std::string cli = quoted(DPTQ_CLI), text = quoted(dptq::test::wikitext().string());
+  const std::string windows = " --text " + text + " --seqlen 128 --max-windows 2 --json";
+  const Run reloaded = run(cli + " ppl " + quoted(base + "-quarot-rtn") + windows, dir / "reloaded.txt");
+  const Run simulated = run(cli + " ppl " + model + " --method quarot-rtn --plan " + quoted(base + ".plan.json") + windows,
+                            dir / "simulated.txt");
+  INFO(reloaded.output);
+  INFO(simulated.output);
+  REQUIRE(reloaded.exit_code == 0);
+  REQUIRE(simulated.exit_code == 0);
+  auto ppl = [](const std::string& o) { return std::stod(o.substr(o.find("\"ppl\": ") + 7)); };
+  CHECK(ppl(reloaded.output) == doctest::Approx(ppl(simulated.output)).epsilon(1e-9));
+  for (const auto& entry : fs::directory_iterator(out))  // atomic writes: no temp file or folder left
+    CHECK(entry.path().filename().string().find(".tmp") == std::string::npos);
 }

@@ -91,7 +91,10 @@ class DepthPanel final : public Panel {
 
 void DepthPanel::draw(Studio& studio) {
   frames_not_drawn_ = 0;
-  const Workspace& ws = studio.workspace();
+  Workspace& ws = studio.workspace();
+  const ImVec2 pos = ImGui::GetWindowPos(), size = ImGui::GetWindowSize();
+  ws.depth_rect[0] = pos.x, ws.depth_rect[1] = pos.y, ws.depth_rect[2] = size.x, ws.depth_rect[3] = size.y;
+  ws.depth_drawn_frame = ImGui::GetFrameCount();
   if (!ws.trace) {
     ui::muted_text("No trace yet. Run a calibration or open a trace file in the Calibration panel.");
     return;

@@ -367,8 +367,10 @@ void EvaluatePanel::draw_sweep() {
   const RunRecord* latest = nullptr;
   for (const RunRecord& r : history_) {
     if (r.sweep == 0 || r.budget < 0) continue;  // FP is the horizontal line
-    const std::string key = r.series + " | " + r.model_name + " | " + r.text_name + " | " + std::to_string(r.seqlen) +
-                            " x " + std::to_string(r.result.windows);
+    // Label "method / policy (windows x seqlen)"; the hidden part keeps curves of other models and
+    // texts apart.
+    const std::string key = r.series + " (" + std::to_string(r.result.windows) + " x " + std::to_string(r.seqlen) +
+                            ")##" + r.model_name + "|" + r.text_name;
     auto& pts = curves[key];
     if (!pts.empty() && pts.back()->sweep != r.sweep) pts.clear();  // a newer sweep of the same curve
     pts.push_back(&r);
@@ -381,7 +383,7 @@ void EvaluatePanel::draw_sweep() {
   ImGui::SeparatorText("Perplexity vs budget");
   if (!ImPlot::BeginPlot("##sweep", ImVec2(-1, ImGui::GetFontSize() * 16))) return;
   ImPlot::SetupAxes("blocks with 8-bit activations", "perplexity", ImPlotAxisFlags_AutoFit, ImPlotAxisFlags_AutoFit);
-  ImPlot::SetupLegend(ImPlotLocation_NorthEast);
+  ImPlot::SetupLegend(ImPlotLocation_East);  // the curves run high and FP low: the middle is free
   ImPlotSpec spec;
   spec.Marker = ImPlotMarker_Circle;
   spec.MarkerSize = 3.0f;
