@@ -164,9 +164,9 @@ int main(int argc, char** argv) {
   g_glfw_quiet = false;
   glfwMakeContextCurrent(window);
   glfwSwapInterval(frames > 0 ? 0 : 1);
-  // Scripted runs: park the pointer in the bottom-right corner (the status bar) so no hover
+  // Scripted runs: park the pointer on the status bar's left end (no tooltip there) so no hover
   // tooltip covers the screenshot (under Xvfb the pointer starts in the middle of the screen).
-  if (frames > 0) glfwSetCursorPos(window, width - 1, height - 1);
+  if (frames > 0) glfwSetCursorPos(window, 1, height - 2);
   std::fprintf(stderr, "dptq-studio: OpenGL %s (%s)\n", reinterpret_cast<const char*>(glGetString(GL_VERSION)),
                reinterpret_cast<const char*>(glGetString(GL_RENDERER)));
 

@@ -152,6 +152,7 @@ class EvaluatePanel final : public Panel {
   bool exporting_ = false;
   int steps_total_ = 0;
   int64_t sweeps_ = 0;  // sweeps started (numbers the sweep points)
+  size_t sweep_plotted_ = 0;  // history_.size() when the sweep plot was last fitted
   RunKey pending_key_;
   std::string error_, note_, ok_;
   std::vector<RunRecord> history_;
@@ -381,8 +382,23 @@ void EvaluatePanel::draw_sweep() {
   if (points < 2) return;
   ImGui::Spacing();
   ImGui::SeparatorText("Perplexity vs budget");
-  if (!ImPlot::BeginPlot("##sweep", ImVec2(-1, ImGui::GetFontSize() * 16))) return;
-  ImPlot::SetupAxes("blocks with 8-bit activations", "perplexity", ImPlotAxisFlags_AutoFit, ImPlotAxisFlags_AutoFit);
+  const std::optional<double> fp = latest ? fp_ppl_for(*latest) : std::nullopt;
+  // Limits with a margin that include the FP line (auto-fit ignores it); refitted when a point
+  // arrives, free to zoom between.
+  double x_hi = 1, y_lo = INFINITY, y_hi = -INFINITY;
+  for (const auto& [name, pts] : curves)
+    for (const RunRecord* r : pts) {
+      x_hi = std::max(x_hi, double(r->budget));
+      y_lo = std::min(y_lo, r->result.ppl);
+      y_hi = std::max(y_hi, r->result.ppl);
+    }
+  if (fp) y_lo = std::min(y_lo, *fp);
+  const double pad = 0.06 * (y_hi - y_lo) + 1e-3;
+  const bool refit = history_.size() != sweep_plotted_;
+  sweep_plotted_ = history_.size();
+  if (!ImPlot::BeginPlot("##sweep", ImVec2(-1, ImGui::GetFontSize() * 14), ImPlotFlags_NoMouseText)) return;
+  ImPlot::SetupAxes("blocks with 8-bit activations", "perplexity");
+  ImPlot::SetupAxesLimits(-0.3, x_hi + 0.3, y_lo - pad, y_hi + pad, refit ? ImPlotCond_Always : ImPlotCond_Once);
   ImPlot::SetupLegend(ImPlotLocation_East);  // the curves run high and FP low: the middle is free
   ImPlotSpec spec;
   spec.Marker = ImPlotMarker_Circle;
@@ -395,7 +411,7 @@ void EvaluatePanel::draw_sweep() {
     }
     ImPlot::PlotLine(name.c_str(), xs.data(), ys.data(), int(xs.size()), spec);
   }
-  if (const auto fp = latest ? fp_ppl_for(*latest) : std::nullopt) {
+  if (fp) {
     ImPlotSpec line;
     line.Flags = ImPlotInfLinesFlags_Horizontal;
     ImPlot::PlotInfLines("FP (same windows)", &*fp, 1, line);
