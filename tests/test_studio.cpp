@@ -306,7 +306,10 @@ TEST_CASE("studio: a calibration run in the studio gives the plan `dptq profile`
 
 TEST_CASE("studio: --depth-png saves the Depth panel's plots; an unwritable path is exit code 2") {
   DPTQ_SKIP_UNLESS_RENDERING();
-  const fs::path dir = dptq::test::scratch_dir("studio_depth_png");
+  // A long folder name: the "saved ..." status must not wrap and move the plots (the crop is
+  // taken a few frames before the full screenshot).
+  const fs::path dir = dptq::test::scratch_dir("studio_depth_png") / "a-folder-name-long-enough-to-wrap-a-status-line-in-the-depth-panel";
+  fs::create_directories(dir);
   const fs::path depth = dir / "depth.png", full = dir / "full.png";
   const std::string base = "xvfb-run -a " + studio() + " --no-autoload --trace " + quoted(committed_trace().string()) +
                            " --budget 3 --frames 5 --wait-idle --width 1280 --height 800";
@@ -325,7 +328,7 @@ TEST_CASE("studio: --depth-png saves the Depth panel's plots; an unwritable path
   for (const auto& entry : fs::directory_iterator(dir))  // atomic writes: no temp file left
     CHECK(entry.path().filename().string().find(".tmp-") == std::string::npos);
 
-  const fs::path nowhere = dir / "no-such-folder" / "depth.png";
+  const fs::path nowhere = dir / "no-such-folder" / "depth.png";  // a sibling "bad.txt" log is fine
   const Run bad = run(base + " --depth-png " + quoted(nowhere.string()), dir / "bad.txt");
   INFO(bad.output);
   CHECK(bad.exit_code == 2);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -197,8 +198,10 @@ void DepthPanel::draw_save(Studio& studio) {
     ImGui::SameLine();
     ui::error_text(error);
   } else if (!path.empty()) {
+    // One unwrapped line (the file name only): the plots below must not move once a PNG is saved.
     ImGui::SameLine();
-    ui::muted_text("saved " + path);
+    ImGui::TextDisabled("saved %s", std::filesystem::path(path).filename().string().c_str());
+    ui::tooltip(path.c_str());
   }
 }
 
