@@ -144,6 +144,10 @@ struct Workspace {
   std::optional<dptq::Plan> plan; // made from `trace` by the Plan panel (may be edited by hand)
   float depth_rect[4] = {0, 0, 0, 0};  // the Depth panel's window (x, y, w, h) when last drawn
   int depth_drawn_frame = -10;         // ImGui frame count of that draw (Export's PNG needs it recent)
+  // A request to save the Depth panel's window as `path`.
+  PngRequest depth_png(std::string path) const {
+    return {std::move(path), depth_rect[0], depth_rect[1], depth_rect[2], depth_rect[3]};
+  }
 };
 
 // The model slot: at most one loaded model plus the state of the latest load request.

@@ -68,7 +68,7 @@ class DepthPanel final : public Panel {
   // --depth-png with the panel closed or behind another tab: say so instead of waiting forever.
   void update(Studio& studio) override {
     if (!png_pending_ || !studio.workspace().trace || studio.tasks().busy()) return;
-    if (++frames_not_drawn_ > 8) {
+    if (ImGui::GetFrameCount() - studio.workspace().depth_drawn_frame > 8) {
       std::fprintf(stderr, "dptq-studio: --depth-png: the Depth panel is not visible, nothing saved\n");
       studio.png_done(png_path_, "the Depth panel was not visible");
       png_pending_ = false;
@@ -86,12 +86,10 @@ class DepthPanel final : public Panel {
   std::string png_path_;
   bool png_pending_ = false;  // --depth-png
   int settled_frames_ = 0;    // frames drawn since the trace last changed
-  int frames_not_drawn_ = 0;  // update() calls since draw() last ran
   std::vector<double> ticks_;
 };
 
 void DepthPanel::draw(Studio& studio) {
-  frames_not_drawn_ = 0;
   Workspace& ws = studio.workspace();
   const ImVec2 pos = ImGui::GetWindowPos(), size = ImGui::GetWindowSize();
   ws.depth_rect[0] = pos.x, ws.depth_rect[1] = pos.y, ws.depth_rect[2] = size.x, ws.depth_rect[3] = size.y;
@@ -179,7 +177,6 @@ void DepthPanel::draw(Studio& studio) {
 
 // Path field and "Save PNG": the whole panel as it is drawn this frame (Studio::request_png).
 void DepthPanel::draw_save(Studio& studio) {
-  const ImVec2 pos = ImGui::GetWindowPos(), size = ImGui::GetWindowSize();
   const float button_w = ImGui::CalcTextSize("Save PNG").x + ImGui::GetStyle().FramePadding.x * 2;
   ImGui::SetNextItemWidth(std::min(ImGui::GetFontSize() * 20.0f, ImGui::GetContentRegionAvail().x - button_w - 8));
   ui::input_text("##png-path", png_path_);
@@ -189,7 +186,7 @@ void DepthPanel::draw_save(Studio& studio) {
   // --depth-png: once the trace is final, nothing runs, and the layout has settled for two frames.
   const bool scripted = png_pending_ && !live && !studio.tasks().busy() && settled_frames_ >= 2;
   if (ImGui::Button("Save PNG") || scripted) {
-    studio.request_png({png_path_, pos.x, pos.y, size.x, size.y});
+    studio.request_png(studio.workspace().depth_png(png_path_));
     png_pending_ = false;
   }
   ui::tooltip("Save this panel (the three plots with their highlights) as an image.");

@@ -176,7 +176,7 @@ void ExportPanel::start(Studio& studio) {
   if (png_) {
     if (ws.depth_drawn_frame >= ImGui::GetFrameCount() - 1) {
       png_path_ = base.string() + "-depth.png";
-      studio.request_png({png_path_, ws.depth_rect[0], ws.depth_rect[1], ws.depth_rect[2], ws.depth_rect[3]});
+      studio.request_png(ws.depth_png(png_path_));
     } else {
       note_ = "Depth plots skipped: bring the Depth panel's tab to the front and export again.";
     }
