@@ -171,6 +171,8 @@ dptq::ModelInfo check_eval_args(const std::string& model_path, const std::string
   if (opts.seqlen <= 1)
     throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--seqlen must be at least 2 (got " + std::to_string(opts.seqlen) + ")");
   if (opts.max_windows == 0) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--max-windows must be positive");
+  if (opts.first_window < 0)
+    throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--first-window must be >= 0 (got " + std::to_string(opts.first_window) + ")");
   const std::string text = dptq::read_text_file(text_path);
   if (text.empty()) throw dptq::Error(dptq::ErrorKind::InvalidArgument, text_path, "text file is empty");
   dptq::ModelInfo info = dptq::inspect_model(model_path);
@@ -193,16 +195,17 @@ int cmd_ppl(const std::string& model_path, const std::string& text_path, const d
   const dptq::PerplexityResult r = dptq::perplexity(model, ids, opts, &progress);
   const std::string quant = dptq::quant_summary(model);
   if (as_json) {
-    std::cout << json{{"model", model_path}, {"text", text_path}, {"ppl", r.ppl}, {"nll_mean", r.nll_mean},
+    std::cout << json{{"model", model_path}, {"text", text_path}, {"ppl", r.ppl}, {"nll_mean", r.nll_mean}, {"nll_sum", r.nll_sum},
                       {"tokens", r.tokens}, {"text_tokens", ids.size()}, {"predicted", r.predicted},
-                      {"windows", r.windows}, {"seqlen", opts.seqlen}, {"seconds", r.seconds},
+                      {"windows", r.windows}, {"first_window", r.first_window}, {"seqlen", opts.seqlen}, {"seconds", r.seconds},
                       {"tokens_per_s", r.tokens_per_s}, {"quantization", quant},
                       {"method", dptq::is_quantized(model) ? json(dptq::model_plan(model).base_method) : json(nullptr)},
                       {"plan", qa.plan_path.empty() ? json(nullptr) : json(qa.plan_path)}}.dump(2)
               << "\n";
   } else {
-    std::printf("perplexity %.4f  (%lld windows x %lld tokens, %zu text tokens, %.1f tokens/s; %s)\n", r.ppl,
-                (long long)r.windows, (long long)opts.seqlen, ids.size(), r.tokens_per_s, quant.c_str());
+    const std::string from = r.first_window ? " from window " + std::to_string(r.first_window) : "";
+    std::printf("perplexity %.4f  (%lld windows x %lld tokens%s, %zu text tokens, %.1f tokens/s; %s)\n", r.ppl,
+                (long long)r.windows, (long long)opts.seqlen, from.c_str(), ids.size(), r.tokens_per_s, quant.c_str());
   }
   return 0;
 }
@@ -593,7 +596,9 @@ int main(int argc, char** argv) {
   ppl->add_option("MODEL", model_path, "GGUF file or HF folder")->required();
   ppl->add_option("--text", text_path, "UTF-8 text file (e.g. ../shared/data/wikitext-2-raw-test.txt)")->required();
   ppl->add_option("--seqlen", popts.seqlen, "Window length in tokens")->capture_default_str();
-  ppl->add_option("--max-windows", popts.max_windows, "Evaluate only the first N windows (default: all)");
+  ppl->add_option("--max-windows", popts.max_windows, "Evaluate only N windows (default: all)");
+  ppl->add_option("--first-window", popts.first_window,
+                  "Start at this window (0-based); slices' nll_sum add up to the whole run")->capture_default_str();
   ppl->add_option("--device", device, "cpu | cuda | auto")->capture_default_str();
   ppl->add_flag("--json", as_json, "Print one JSON object on stdout");
   QuantArgs qa;

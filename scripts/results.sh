@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces every quantized-perplexity number of docs/results.md ("W4A4KV4 engine" section) on
-# the default model. CPU, 2 threads: steps 1-4 about 2 hours, step 5 (the full-file grid, 25 rows)
-# about 10 more. Every output is kept, so the script resumes where it stopped. Outputs go to
+# the default model. CPU, 2 threads: steps 1-4 about 2 hours, step 5 (the full-file grid, 27 cells)
+# about 9 more. Every output is kept, so the script resumes where it stopped. Outputs go to
 # docs/data/results/.
 #   scripts/results.sh [BUILD_DIR]      (default build/release; run scripts/test.sh first)
 set -euo pipefail
@@ -59,33 +59,76 @@ if [ ! -f "$OUT/full_quarot-rtn.json" ]; then
     --out "$OUT/full_quarot-rtn.csv" --json > "$OUT/full_quarot-rtn.json.tmp"
   mv "$OUT/full_quarot-rtn.json.tmp" "$OUT/full_quarot-rtn.json"
 fi
-# 5. The rest of the grid on the full test file, one output file per row (about 25 minutes per
-#    row on 2 CPU threads, plus GPTQ's calibration). Rows run most informative first, so a partial
-#    run already answers "does the plan help on the full file".
-full() {  # method policy budget
-  local f="$OUT/full/$1_$2_k$3.json" plan=()
-  [ -f "$f" ] && return
-  mkdir -p "$OUT/full"
-  if [ "$3" != 0 ]; then
-    plan=(--plan "$OUT/full/$1_$2_k$3.plan.json")
-    [ -f "${plan[1]}" ] || "$DPTQ" plan "$TRACE" --policy "$2" --budget "$3" --method "$1" --out "${plan[1]}" > /dev/null
-  fi
-  log "full file: $1 $2 k=$3"
-  "$DPTQ" ppl "$M" --method "$1" "${plan[@]}" --text "$W" --json > "$f.tmp"
-  mv "$f.tmp" "$f"
-}
-full quarot-rtn dynamicptq 8
-full quarot-rtn first-last 4
-full quarot-gptq none 0
-full quarot-gptq dynamicptq 8
-full rtn none 0
-full rtn dynamicptq 8
-full quarot-rtn first-last 8
-full quarot-gptq first-last 8
-full rtn first-last 8
-for k in 1 2; do full quarot-rtn dynamicptq $k; full quarot-rtn first-last $k; done
-for m in quarot-gptq rtn; do
-  for k in 4 2 1; do full $m dynamicptq $k; full $m first-last $k; done
+# 5. The rest of the grid on the full test file (148 windows). Each cell is cut into 4 slices of
+#    37 windows (`dptq ppl --first-window F --max-windows 37`); GRID_WORKERS workers (default 2)
+#    of nproc / GRID_WORKERS threads each take the slices in order, so a stopped run loses at most
+#    the slices under way, and tools/combine_ppl.py adds a finished cell's slices into
+#    full/<method>_<policy>_k<k>.json: the same perplexity as one `dptq ppl` over the whole file.
+#    GPTQ runs once per method: `dptq quantize` writes an all-4-bit checkpoint (kept in the build
+#    folder) and every plan is applied to it with `dptq ppl CKPT --plan` (weights do not depend on
+#    the plan; a checkpoint reloads to the simulated model exactly, step 3 and test_cli).
+#    Cells run most informative first, so a partial grid already answers "does the plan help".
+#    One cell is ~20 CPU-minutes of 2 threads; 27 cells, the first 6 done as whole runs earlier.
+CELLS=(
+  "quarot-rtn dynamicptq 8" "quarot-rtn first-last 4" "quarot-gptq none 0" "quarot-gptq dynamicptq 8"
+  "rtn none 0" "rtn dynamicptq 8" "quarot-rtn first-last 8" "quarot-gptq first-last 8" "rtn first-last 8"
+  "quarot-rtn dynamicptq 2" "quarot-rtn first-last 2" "quarot-rtn dynamicptq 1" "quarot-rtn first-last 1"
+  "quarot-gptq dynamicptq 4" "quarot-gptq first-last 4" "rtn dynamicptq 4" "rtn first-last 4"
+  "quarot-gptq dynamicptq 2" "quarot-gptq first-last 2" "rtn dynamicptq 2" "rtn first-last 2"
+  "quarot-gptq dynamicptq 1" "quarot-gptq first-last 1" "rtn dynamicptq 1" "rtn first-last 1"
+)
+FULL=$OUT/full
+SLICES=$FULL/slices
+CLAIMS=$BUILD/results-claims    # one folder per slice under way; cleared at start (one script at a time)
+CKPTS=$BUILD/results-ckpt
+SLICE=37
+NWIN=148
+WORKERS=${GRID_WORKERS:-2}
+mkdir -p "$SLICES" "$CKPTS"
+rm -rf "$CLAIMS"; mkdir -p "$CLAIMS"
+todo=()
+for cell in "${CELLS[@]}"; do
+  read -r m p k <<< "$cell"
+  [ -f "$FULL/${m}_${p}_k$k.json" ] && continue
+  todo+=("$cell")
+  [ "$k" = 0 ] || [ -f "$FULL/${m}_${p}_k$k.plan.json" ] ||
+    "$DPTQ" plan "$TRACE" --policy "$p" --budget "$k" --method "$m" --out "$FULL/${m}_${p}_k$k.plan.json" > /dev/null
+  case $m in *gptq)
+    if [ ! -f "$CKPTS/$m/quant_config.json" ]; then
+      log "full file: $m checkpoint (GPTQ once for every plan)"
+      rm -rf "$CKPTS/$m"
+      "$DPTQ" quantize "$M" --method "$m" --out "$CKPTS/$m" > /dev/null
+    fi;;
+  esac
 done
+slice() {  # method policy budget first_window
+  local name="$1_$2_k$3" src=("$M" --method "$1") plan=()
+  local f="$SLICES/$name.w$4.json"
+  [ "$3" = 0 ] || plan=(--plan "$FULL/$name.plan.json")
+  case $1 in *gptq) src=("$CKPTS/$1");; esac
+  log "full file: $1 $2 k=$3, windows $4..$(( $4 + SLICE - 1 ))"
+  if ! "$DPTQ" ppl "${src[@]}" "${plan[@]}" --text "$W" --first-window "$4" --max-windows "$SLICE" --json > "$f.tmp" 2> "$f.log"; then
+    rm -f "$f.tmp"; log "FAILED: $name windows from $4; see $f.log"; return 1
+  fi
+  mv "$f.tmp" "$f"
+  rm -f "$f.log"
+  local parts=("$SLICES/$name".w*.json)
+  if [ "${#parts[@]}" = $(( NWIN / SLICE )) ]; then python3 tools/combine_ppl.py "$FULL/$name.json" "${parts[@]}"; fi
+}
+worker() {
+  for cell in "${todo[@]}"; do
+    read -r m p k <<< "$cell"
+    for (( w = 0; w < NWIN; w += SLICE )); do
+      [ -f "$SLICES/${m}_${p}_k$k.w$w.json" ] && continue
+      mkdir "$CLAIMS/${m}_${p}_k$k.w$w" 2> /dev/null || continue
+      slice "$m" "$p" "$k" "$w"
+    done
+  done
+}
+pids=()
+for (( i = 0; i < WORKERS; i++ )); do
+  OMP_NUM_THREADS=$(( $(nproc) / WORKERS > 0 ? $(nproc) / WORKERS : 1 )) worker & pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
 log done
 python3 tools/results_table.py "$OUT"

@@ -138,6 +138,60 @@ TEST_CASE("info and ppl succeed on a valid tiny model, with parseable --json") {
   CHECK(json::parse(r.out)["ppl"].get<double>() == doctest::Approx(ppl["ppl"].get<double>()).epsilon(1e-6));
 }
 
+TEST_CASE("ppl --first-window: slices of a run add up to the whole run") {
+  const std::string base = "ppl " + q(fx().gguf) + " --text " + q(fx().text) + " --seqlen 16 --json";
+  Run r = dptq_cli(base);
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  const json whole = json::parse(r.out);
+  const int n = whole["windows"].get<int>();
+  REQUIRE(n >= 3);
+  CHECK(whole["first_window"] == 0);
+  CHECK(whole["nll_sum"].get<double>() == doctest::Approx(whole["nll_mean"].get<double>() * whole["predicted"].get<double>()).epsilon(1e-12));
+  // Two slices: windows [0, 2) and [2, n).
+  r = dptq_cli(base + " --max-windows 2");
+  REQUIRE(r.code == 0);
+  const json head = json::parse(r.out);
+  r = dptq_cli(base + " --first-window 2");
+  REQUIRE(r.code == 0);
+  const json tail = json::parse(r.out);
+  CHECK(head["windows"] == 2);
+  CHECK(tail["windows"] == n - 2);
+  CHECK(tail["first_window"] == 2);
+  CHECK(tail["predicted"].get<int>() == (n - 2) * 15);
+  const double sum = head["nll_sum"].get<double>() + tail["nll_sum"].get<double>();
+  CHECK(sum == doctest::Approx(whole["nll_sum"].get<double>()).epsilon(1e-12));
+  CHECK(std::exp(sum / whole["predicted"].get<double>()) == doctest::Approx(whole["ppl"].get<double>()).epsilon(1e-12));
+  // The tail alone is a different perplexity (the slices are really different windows).
+  CHECK(tail["ppl"].get<double>() != doctest::Approx(head["ppl"].get<double>()).epsilon(1e-6));
+  // A slice in the middle: --first-window 1 --max-windows 1 is window 1 of the head.
+  r = dptq_cli(base + " --first-window 1 --max-windows 1");
+  REQUIRE(r.code == 0);
+  const json mid = json::parse(r.out);
+  r = dptq_cli(base + " --max-windows 1");
+  REQUIRE(r.code == 0);
+  CHECK(mid["nll_sum"].get<double>() + json::parse(r.out)["nll_sum"].get<double>() ==
+        doctest::Approx(head["nll_sum"].get<double>()).epsilon(1e-12));
+  // tools/combine_ppl.py (used by scripts/results.sh for the full-file grid) gives the whole run's
+  // perplexity from the slices, and refuses a set of slices with a gap.
+  const fs::path dir = dptq::test::scratch_dir("cli_slices");
+  std::ofstream(dir / "head.json") << head.dump();
+  std::ofstream(dir / "tail.json") << tail.dump();
+  const std::string tool = "python3 '" + std::string(DPTQ_SOURCE_DIR) + "/tools/combine_ppl.py' ";
+  REQUIRE(std::system((tool + q(dir / "all.json") + " " + q(dir / "tail.json") + " " + q(dir / "head.json") + " > /dev/null").c_str()) == 0);
+  std::ifstream combined(dir / "all.json");
+  const json all = json::parse(combined);
+  CHECK(all["ppl"].get<double>() == doctest::Approx(whole["ppl"].get<double>()).epsilon(1e-12));
+  CHECK(all["windows"] == n);
+  CHECK(all["predicted"] == whole["predicted"]);
+  const int gap = std::system((tool + q(dir / "gap.json") + " " + q(dir / "tail.json") + " 2> " + q(dir / "gap.err")).c_str());
+  CHECK(WEXITSTATUS(gap) == 2);
+  CHECK(!fs::exists(dir / "gap.json"));
+  CHECK(slurp(dir / "gap.err").find("tail.json: starts at window 2, leaves windows 0..1 out") != std::string::npos);
+  // Out of range: one line, exit 2.
+  check_user_error(dptq_cli(base + " --first-window " + std::to_string(n)), "--first-window " + std::to_string(n) + " is out of range");
+  check_user_error(dptq_cli(base + " --first-window -1"), "--first-window must be >= 0");
+}
+
 TEST_CASE("bad inputs: one line naming the file, exit code 2") {
   const auto& f = fx();
   SUBCASE("missing model") { check_user_error(dptq_cli("info " + q(f.dir / "absent.gguf")), "absent.gguf: no such file"); }

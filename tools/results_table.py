@@ -2,6 +2,7 @@
 """Markdown tables for docs/results.md from the JSON files scripts/results.sh writes.
 
     python3 tools/results_table.py [docs/data/results]
+    python3 tools/results_table.py --splice docs/results.md     (refresh the full-grid block in place)
 
 Prints the perplexity-vs-budget table (one row per method and policy), the blocks each plan
 selected, the oracle's Spearman check and the checkpoint reload comparison. Only reads files;
@@ -63,17 +64,35 @@ def full_cells():
     return cells
 
 
+GRID_START = "<!-- full-grid:start (printed by tools/results_table.py) -->"
+GRID_END = "<!-- full-grid:end -->"
+
+
+def slices_under_way():
+    """{cell file stem: number of finished slices} for cells whose slices are not all done."""
+    folder = os.path.join(DIR, "full", "slices")
+    done = {}
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.endswith(".json"):
+                stem = name.split(".w")[0]
+                done[stem] = done.get(stem, 0) + 1
+    return {stem: n for stem, n in done.items() if not os.path.exists(os.path.join(DIR, "full", stem + ".json"))}
+
+
 def full_grid():
+    """The full-file block of docs/results.md (between GRID_START and GRID_END), as a list of lines."""
     cells = full_cells()
     if not cells:
-        return
+        return []
     fp = load("../ppl_dptq.json")  # docs/results.md section 1: `dptq ppl $M --text $W --json`
     budgets = [1, 2, 4, 8]
-    print("\nFull test file (148 windows x 2048 tokens); k = blocks with 8-bit activations; "
-          "'·' = not measured yet; (x%) = share of the W4A4KV4 - FP gap closed"
-          + (f" (FP {fp['ppl']:.2f})" if fp else "") + ":\n")
-    print("| method | policy | k=0 | " + " | ".join(f"k={b}" for b in budgets) + " |")
-    print("|---|---|---|" + "---|" * len(budgets))
+    out = [GRID_START,
+           f"**Full test file** (148 windows × 2048 tokens, {fp['predicted']:,} predicted tokens — the protocol of §1; FP",
+           f"{fp['ppl']:.2f}, `docs/data/ppl_dptq.json`). `·` = not measured yet; in brackets the share of the",
+           "W4A4KV4 − FP gap the plan closes:", "",
+           "| method | policy | k=0 | " + " | ".join(f"k={b}" for b in budgets) + " |",
+           "|---|---|---|" + "---|" * len(budgets)]
     for m in ("rtn", "quarot-rtn", "quarot-gptq"):
         base = cells.get((m, "none", 0))
         for p in ("dynamicptq", "first-last"):
@@ -82,12 +101,45 @@ def full_grid():
                 v = cells.get((m, p, b))
                 if v is None:
                     row.append("·")
-                elif base and fp:
-                    row.append(f"{v:.2f} ({100 * (base - v) / (base - fp['ppl']):.1f}%)")
                 else:
-                    row.append(f"{v:.2f}")
-            print(f"| {NAMES[m]} | {p} | " + " | ".join(row) + " |")
-    print(f"\n{len(cells)} of 27 quantized cells measured.")
+                    row.append(f"{v:.2f} ({100 * (base - v) / (base - fp['ppl']):.1f}%)" if base else f"{v:.2f}")
+            out.append(f"| {NAMES[m]} | {p} | " + " | ".join(row) + " |")
+    under_way = slices_under_way()
+    line = f"{len(cells)} of 27 quantized cells measured"
+    if len(cells) < 27 and under_way:
+        line += "; under way: " + ", ".join(f"{stem} ({n} of 4 slices)" for stem, n in sorted(under_way.items()))
+    out += ["", line + ".", "",
+            "- k = 0 and DynamicPTQ k = 4 (QuaRot-RTN) come from one `$B/cli/dptq sweep $M --trace",
+            "  traces/smollm2-135m_quarot_32x512.h5 --text $W --method quarot-rtn --budgets 0,4 --policies",
+            "  dynamicptq --out full.csv --json` (step 4 of `scripts/results.sh`).",
+            "- Every other cell is what `$B/cli/dptq ppl $M --text $W --method M [--plan P.json] --json` prints, with",
+            "  `P.json` from `$B/cli/dptq plan traces/smollm2-135m_quarot_32x512.h5 --policy POLICY --budget K",
+            "  --method M --out P.json` (step 5 of `scripts/results.sh`; outputs and plans in",
+            "  [`data/results/full/`](data/results/full/)). One cell takes about 20 minutes on this CPU;",
+            "  step 5 runs the most informative cells first and resumes where it stopped.",
+            "- A cell whose file has a `slices` list ran as 4 slices of 37 windows (`--first-window F",
+            "  --max-windows 37`, outputs in `data/results/full/slices/`), two at a time on one thread each;",
+            "  `tools/combine_ppl.py` adds the slices' NLL sums: the same number as the",
+            "  single command, up to the order of a double sum (`test_cli` checks it). For QuaRot-GPTQ, GPTQ",
+            "  runs once (`dptq quantize $M --method quarot-gptq --out CKPT`) and each slice is `dptq ppl CKPT",
+            "  --plan P.json ...`: GPTQ's weights do not depend on the plan, and the checkpoint reloads to the",
+            "  simulated model exactly (step 3).",
+            GRID_END]
+    return out
+
+
+def splice(path, block):
+    """Replaces the full-grid block of `path` (a markdown file) with `block`, atomically."""
+    with open(path) as f:
+        text = f.read()
+    a, b = text.find(GRID_START), text.find(GRID_END)
+    if a < 0 or b < a:
+        sys.exit(f"results_table: error: {path}: no '{GRID_START}' ... '{GRID_END}' block")
+    text = text[:a] + "\n".join(block) + text[b + len(GRID_END):]
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def main():
@@ -121,7 +173,9 @@ def main():
                       f"Spearman(JR p99, gain) = {o['spearman_jr_p99_vs_gain']:.3f} over {len(o['single_gain'])} blocks")
                 gains = ", ".join(f"{i}: {g:+.2f}" for i, g in enumerate(o["single_gain"]))
                 print(f"\nSingle-block gains (held-out ppl at 4 bits minus ppl with that block at 8 bits): {gains}")
-    full_grid()
+    grid = full_grid()
+    if grid:
+        print("\n" + "\n".join(grid))
     q, rel, sim = load("quantize.json"), load("reload.json"), load("simulated.json")
     if q and rel and sim:
         d = abs(rel["ppl"] - sim["ppl"]) / sim["ppl"]
@@ -131,4 +185,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[1] == "--splice":
+        # tools/results_table.py --splice docs/results.md [DIR]: refresh the full-grid block in place.
+        DIR = sys.argv[3] if len(sys.argv) > 3 else "docs/data/results"
+        splice(sys.argv[2], full_grid())
+    else:
+        main()

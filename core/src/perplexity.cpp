@@ -34,6 +34,11 @@ PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& ids,
   if (windows == 0)
     throw Error(ErrorKind::InvalidArgument, "", "text has " + std::to_string(ids.size()) + " tokens, fewer than one window of " +
                 std::to_string(opts.seqlen));
+  const int64_t total = windows;
+  if (opts.first_window < 0 || opts.first_window >= total)
+    throw Error(ErrorKind::InvalidArgument, "", "--first-window " + std::to_string(opts.first_window) + " is out of range: the text has " +
+                std::to_string(total) + " windows of " + std::to_string(opts.seqlen) + " tokens (0.." + std::to_string(total - 1) + ")");
+  windows = total - opts.first_window;
   if (opts.max_windows >= 0) windows = std::min(windows, opts.max_windows);
   if (windows == 0) throw Error(ErrorKind::InvalidArgument, "", "--max-windows must be positive");
 
@@ -43,17 +48,20 @@ PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& ids,
   const auto t0 = std::chrono::steady_clock::now();
   double nll = 0;
   for (int64_t w = 0; w < windows; ++w) {
+    const int64_t index = opts.first_window + w;
     if (progress) {
       progress->throw_if_cancelled();
-      progress->set_stage("window " + std::to_string(w + 1) + "/" + std::to_string(windows));
+      progress->set_stage("window " + std::to_string(index + 1) + "/" + std::to_string(total));
     }
-    const at::Tensor win = at::from_blob(const_cast<int32_t*>(ids.data() + w * opts.seqlen), {opts.seqlen}, at::kInt).to(at::kLong);
+    const at::Tensor win = at::from_blob(const_cast<int32_t*>(ids.data() + index * opts.seqlen), {opts.seqlen}, at::kInt).to(at::kLong);
     nll += window_nll_sum(model, win);
     if (progress) progress->set_done(w + 1);
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.tokens = windows * opts.seqlen;
   r.predicted = windows * (opts.seqlen - 1);
+  r.first_window = opts.first_window;
+  r.nll_sum = nll;
   r.nll_mean = nll / double(r.predicted);
   r.ppl = std::exp(r.nll_mean);
   r.tokens_per_s = r.seconds > 0 ? double(r.tokens) / r.seconds : 0;
