@@ -291,6 +291,43 @@ TEST_CASE("checkpoint: reload equals the simulated model, int4 bytes, bad files 
   expect_error(bad_json, "quant_config.json", dptq::ErrorKind::Format);
 }
 
+TEST_CASE("GPTQ weights do not depend on the plan: an all-4-bit GPTQ checkpoint + a plan = GPTQ under that plan") {
+  // scripts/results.sh runs GPTQ once per method and applies every plan to that checkpoint.
+  c10::InferenceMode guard;
+  const fs::path dir = dptq::test::scratch_dir("quantize_gptq_plan");
+  dptq::QuantizeOptions o;
+  o.method = "quarot-gptq";
+  o.calib_samples = 2;
+  o.calib_seqlen = 48;
+  dptq::Model direct = nine_head_model();
+  dptq::Plan plan = dptq::uniform_plan(direct, "quarot-gptq", 4);
+  plan.policy.manual_blocks = {0, 2};
+  for (int64_t l : {0, 2}) {
+    plan.blocks[size_t(l)].selected = true;
+    plan.blocks[size_t(l)].rank = l == 0 ? 1 : 2;
+    plan.blocks[size_t(l)].bits = {8, 8, 8, 8};
+  }
+  dptq::quantize_model(direct, plan, o);
+  dptq::Model all4 = nine_head_model();
+  dptq::quantize_model(all4, dptq::uniform_plan(all4, "quarot-gptq", 4), o);
+  const at::Tensor ids = some_ids(48, 256, 3);
+  const at::Tensor logits4 = dptq::forward_logits(all4, ids);
+  dptq::save_quantized_checkpoint(all4, dir / "ckpt");
+  dptq::Model r = dptq::load_model(dir / "ckpt");
+  dptq::set_activation_plan(r, plan);
+  for (size_t l = 0; l < 4; ++l)
+    for (auto w : {&dptq::LayerWeights::wq, &dptq::LayerWeights::wk, &dptq::LayerWeights::wo, &dptq::LayerWeights::w_up,
+                   &dptq::LayerWeights::w_down}) {
+      CHECK(at::equal(r.impl().w.layers[l].*w, direct.impl().w.layers[l].*w));
+    }
+  const at::Tensor want = dptq::forward_logits(direct, ids);
+  const double d = rel_max_diff(dptq::forward_logits(r, ids), want);
+  const double plan_effect = rel_max_diff(logits4, want);
+  MESSAGE("checkpoint + plan vs GPTQ under the plan: " << d << "; the plan itself moves the logits by " << plan_effect);
+  CHECK(d < 1e-6);
+  CHECK(plan_effect > 100 * d + 1e-5);  // the comparison is sensitive to the plan
+}
+
 TEST_CASE("spearman: perfect, reversed, ties, NaN pairs dropped") {
   CHECK(dptq::spearman({1, 2, 3, 4}, {10, 20, 30, 40}) == doctest::Approx(1.0));
   CHECK(dptq::spearman({1, 2, 3, 4}, {4, 3, 2, 1}) == doctest::Approx(-1.0));
