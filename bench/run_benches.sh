@@ -11,3 +11,5 @@ echo "== profiler overhead: 8 windows x 512 tokens, builtin calibration"
 echo "== profiler peak RSS: 16 vs 256 windows x 128 tokens"
 "$B/bench/bench_profile" rss --samples 16 --seqlen 128
 "$B/bench/bench_profile" rss --samples 256 --seqlen 128
+echo "== perplexity throughput: one process on all cores vs one single-thread worker per core"
+"$(dirname "$0")/bench_workers.sh" "$B" --method quarot-rtn --windows-per-core 2
