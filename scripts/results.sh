@@ -65,9 +65,10 @@ fi
 #    2-thread process: bench/bench_workers.sh), so a stopped run loses at most
 #    the slices under way, and tools/combine_ppl.py adds a finished cell's slices into
 #    full/<method>_<policy>_k<k>.json: the same perplexity as one `dptq ppl` over the whole file.
-#    GPTQ runs once per method: `dptq quantize` writes an all-4-bit checkpoint (kept in the build
-#    folder) and every plan is applied to it with `dptq ppl CKPT --plan` (weights do not depend on
-#    the plan; a checkpoint reloads to the simulated model exactly, step 3 and test_cli).
+#    Weights are quantized once per method (GPTQ: ~3 minutes; RTN's clip search: ~2 minutes on one
+#    thread): `dptq quantize` writes an all-4-bit checkpoint (kept in the build folder) and every
+#    slice applies its plan to it with `dptq ppl CKPT --plan` (weights do not depend on the plan, and
+#    a checkpoint reloads to the simulated model exactly: step 3, test_quantize).
 #    Cells run most informative first, so a partial grid already answers "does the plan help".
 #    One cell is ~20 CPU-minutes of 2 threads; 27 cells, the first 6 done as whole runs earlier.
 CELLS=(
@@ -94,21 +95,18 @@ for cell in "${CELLS[@]}"; do
   todo+=("$cell")
   [ "$k" = 0 ] || [ -f "$FULL/${m}_${p}_k$k.plan.json" ] ||
     "$DPTQ" plan "$TRACE" --policy "$p" --budget "$k" --method "$m" --out "$FULL/${m}_${p}_k$k.plan.json" > /dev/null
-  case $m in *gptq)
-    if [ ! -f "$CKPTS/$m/quant_config.json" ]; then
-      log "full file: $m checkpoint (GPTQ once for every plan)"
-      rm -rf "$CKPTS/$m"
-      "$DPTQ" quantize "$M" --method "$m" --out "$CKPTS/$m" > /dev/null
-    fi;;
-  esac
+  if [ ! -f "$CKPTS/$m/quant_config.json" ]; then
+    log "full file: $m checkpoint (weights quantized once for every plan)"
+    rm -rf "$CKPTS/$m"
+    "$DPTQ" quantize "$M" --method "$m" --out "$CKPTS/$m" > /dev/null
+  fi
 done
 slice() {  # method policy budget first_window
-  local name="$1_$2_k$3" src=("$M" --method "$1") plan=()
+  local name="$1_$2_k$3" plan=()
   local f="$SLICES/$name.w$4.json"
   [ "$3" = 0 ] || plan=(--plan "$FULL/$name.plan.json")
-  case $1 in *gptq) src=("$CKPTS/$1");; esac
   log "full file: $1 $2 k=$3, windows $4..$(( $4 + SLICE - 1 ))"
-  if ! "$DPTQ" ppl "${src[@]}" "${plan[@]}" --text "$W" --first-window "$4" --max-windows "$SLICE" --json > "$f.tmp" 2> "$f.log"; then
+  if ! "$DPTQ" ppl "$CKPTS/$1" "${plan[@]}" --text "$W" --first-window "$4" --max-windows "$SLICE" --json > "$f.tmp" 2> "$f.log"; then
     rm -f "$f.tmp"; log "FAILED: $name windows from $4; see $f.log"; return 1
   fi
   mv "$f.tmp" "$f"

@@ -120,11 +120,12 @@ def full_grid():
             "- A cell whose file has a `slices` list ran as 4 slices of 37 windows (`--first-window F",
             "  --max-windows 37`, outputs in `data/results/full/slices/`), two at a time on one thread each;",
             "  `tools/combine_ppl.py` adds the slices' NLL sums: the same number as the",
-            "  single command, up to the order of a double sum (`test_cli` checks it). For QuaRot-GPTQ, GPTQ",
-            "  runs once (`dptq quantize $M --method quarot-gptq --out CKPT`) and each slice is `dptq ppl CKPT",
-            "  --plan P.json ...`: GPTQ's weights do not depend on the plan (`test_quantize` checks it), and the",
-            "  checkpoint reloads to the simulated model exactly. On the default model, windows 5–6 under the",
-            "  DynamicPTQ k = 8 plan give 18.869583461718015 both ways (`--first-window 5 --max-windows 2`).",
+            "  single command, up to the order of a double sum (`test_cli` checks it). Sliced cells quantize the",
+            "  weights once per method (`dptq quantize $M --method M --out CKPT`, all blocks 4-bit) and each",
+            "  slice is `dptq ppl CKPT --plan P.json ...`: the weights do not depend on the plan (`test_quantize`",
+            "  checks it for GPTQ), and a checkpoint reloads to the simulated model exactly. On the default",
+            "  model, QuaRot-GPTQ windows 5–6 under the DynamicPTQ k = 8 plan give 18.869583461718015 both",
+            "  ways (`--first-window 5 --max-windows 2`).",
             GRID_END]
     return out
 
