@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <optional>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -40,19 +41,38 @@ json config_to_json(const dptq::ModelConfig& c) {
 }
 
 // Prints progress to stderr: rewrites one line on a terminal, one line per step otherwise.
+// "12m 05s" / "45s"
+std::string duration_text(double seconds) {
+  const long long s = std::llround(std::max(0.0, seconds));
+  char buf[32];
+  if (s >= 60) std::snprintf(buf, sizeof buf, "%lldm %02llds", s / 60, s % 60);
+  else std::snprintf(buf, sizeof buf, "%llds", s);
+  return buf;
+}
+
 struct StderrProgress {
+  using clock = std::chrono::steady_clock;
   std::string label;
   bool tty = isatty(2);
-  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-  mutable int64_t last_done = -1;
+  clock::time_point start = clock::now();
+  mutable clock::time_point phase_start = start;  // when the current count (total) began
+  mutable int64_t last_done = -1, last_total = -1;
   void operator()(const dptq::Progress& p) const {
     const auto s = p.snapshot();
     if (s.total <= 0) return;
     if (!tty && s.done == last_done) return;  // a log gets one line per finished step
+    const auto now = clock::now();
+    if (s.total != last_total || s.done < last_done) phase_start = now;  // a new count restarts the estimate
     last_done = s.done;
-    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::fprintf(stderr, "%s[%s] %lld/%lld %s  %.0fs%s", tty ? "\r" : "", label.c_str(), (long long)s.done,
-                 (long long)s.total, s.stage.c_str(), el, tty ? "  " : "\n");
+    last_total = s.total;
+    const double el = std::chrono::duration<double>(now - start).count();
+    const double phase = std::chrono::duration<double>(now - phase_start).count();
+    // Time left from the pace so far (shown once a step has finished, while steps remain).
+    const std::string left = s.done > 0 && s.done < s.total && phase > 0
+                                 ? ", ~" + duration_text(phase / double(s.done) * double(s.total - s.done)) + " left"
+                                 : "";
+    std::fprintf(stderr, "%s[%s] %lld/%lld %s  %.0fs%s%s", tty ? "\r" : "", label.c_str(), (long long)s.done,
+                 (long long)s.total, s.stage.c_str(), el, left.c_str(), tty ? "  " : "\n");
     if (tty && s.done == s.total) std::fputc('\n', stderr);
     std::fflush(stderr);
   }
