@@ -70,7 +70,7 @@ fi
 #    slice applies its plan to it with `dptq ppl CKPT --plan` (weights do not depend on the plan, and
 #    a checkpoint reloads to the simulated model exactly: step 3, test_quantize).
 #    Cells run most informative first, so a partial grid already answers "does the plan help".
-#    One cell is ~20 CPU-minutes of 2 threads; 27 cells, the first 6 done as whole runs earlier.
+#    One cell takes ~15 minutes this way (~20-25 as one 2-thread run); 27 cells, the first 6 done as whole runs.
 CELLS=(
   "quarot-rtn dynamicptq 8" "quarot-rtn first-last 4" "quarot-gptq none 0" "quarot-gptq dynamicptq 8"
   "rtn none 0" "rtn dynamicptq 8" "quarot-rtn first-last 8" "quarot-gptq first-last 8" "rtn first-last 8"

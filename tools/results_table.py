@@ -115,7 +115,7 @@ def full_grid():
             "- Every other cell is what `$B/cli/dptq ppl $M --text $W --method M [--plan P.json] --json` prints, with",
             "  `P.json` from `$B/cli/dptq plan traces/smollm2-135m_quarot_32x512.h5 --policy POLICY --budget K",
             "  --method M --out P.json` (step 5 of `scripts/results.sh`; outputs and plans in",
-            "  [`data/results/full/`](data/results/full/)). One cell takes about 20 minutes on this CPU;",
+            "  [`data/results/full/`](data/results/full/)). One cell takes about 15 minutes on this CPU in slices (20–25 as one run);",
             "  step 5 runs the most informative cells first and resumes where it stopped.",
             "- A cell whose file has a `slices` list ran as 4 slices of 37 windows (`--first-window F",
             "  --max-windows 37`, outputs in `data/results/full/slices/`), two at a time on one thread each;",
