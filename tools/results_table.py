@@ -87,10 +87,11 @@ def full_grid():
         return []
     fp = load("../ppl_dptq.json")  # docs/results.md section 1: `dptq ppl $M --text $W --json`
     budgets = [1, 2, 4, 8]
+    pending = "`·` = not measured yet; " if len(cells) < 27 else ""
     out = [GRID_START,
            f"**Full test file** (148 windows × 2048 tokens, {fp['predicted']:,} predicted tokens — the protocol of §1; FP",
-           f"{fp['ppl']:.2f}, `docs/data/ppl_dptq.json`). `·` = not measured yet; in brackets the share of the",
-           "W4A4KV4 − FP gap the plan closes:", "",
+           f"{fp['ppl']:.2f}, `docs/data/ppl_dptq.json`). {pending}In brackets the share of the",
+           "W4A4KV4 − FP gap the plan closes (negative: the plan made it worse):", "",
            "| method | policy | k=0 | " + " | ".join(f"k={b}" for b in budgets) + " |",
            "|---|---|---|" + "---|" * len(budgets)]
     for m in ("rtn", "quarot-rtn", "quarot-gptq"):
@@ -115,7 +116,7 @@ def full_grid():
             "- Every other cell is what `$B/cli/dptq ppl $M --text $W --method M [--plan P.json] --json` prints, with",
             "  `P.json` from `$B/cli/dptq plan traces/smollm2-135m_quarot_32x512.h5 --policy POLICY --budget K",
             "  --method M --out P.json` (step 5 of `scripts/results.sh`; outputs and plans in",
-            "  [`data/results/full/`](data/results/full/)). One cell takes about 15 minutes on this CPU in slices (20–25 as one run);",
+            "  [`data/results/full/`](data/results/full/)). One cell takes 10–15 minutes on this CPU in slices (20–25 as one run);",
             "  step 5 runs the most informative cells first and resumes where it stopped.",
             "- A cell whose file has a `slices` list ran as 4 slices of 37 windows (`--first-window F",
             "  --max-windows 37`, outputs in `data/results/full/slices/`), two at a time on one thread each;",
