@@ -192,6 +192,23 @@ TEST_CASE("ppl --first-window: slices of a run add up to the whole run") {
   check_user_error(dptq_cli(base + " --first-window -1"), "--first-window must be >= 0");
 }
 
+TEST_CASE("docs/results.md: the full-file table is what the committed JSON outputs give") {
+  // tools/results_table.py --check regenerates the full-grid block of docs/results.md from
+  // docs/data/results/ and fails on any difference, so a hand edit or a stale table is caught.
+  const std::string src(DPTQ_SOURCE_DIR);
+  const std::string tool = "cd '" + src + "' && python3 tools/results_table.py --check ";
+  CHECK(std::system((tool + "docs/results.md").c_str()) == 0);
+  const fs::path dir = dptq::test::scratch_dir("cli_results_doc");
+  std::string doc = slurp(fs::path(src) / "docs/results.md");
+  const auto at = doc.find("quantized cells measured");
+  REQUIRE(at != std::string::npos);
+  doc.replace(at, 8, "cells    ");  // any change inside the block
+  std::ofstream(dir / "results.md") << doc;
+  const int stale = std::system((tool + q(dir / "results.md") + " 2> " + q(dir / "err")).c_str());
+  CHECK(WEXITSTATUS(stale) == 1);
+  CHECK(slurp(dir / "err").find("results.md: the full-grid block differs") != std::string::npos);
+}
+
 TEST_CASE("bad inputs: one line naming the file, exit code 2") {
   const auto& f = fx();
   SUBCASE("missing model") { check_user_error(dptq_cli("info " + q(f.dir / "absent.gguf")), "absent.gguf: no such file"); }

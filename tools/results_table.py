@@ -3,6 +3,7 @@
 
     python3 tools/results_table.py [docs/data/results]
     python3 tools/results_table.py --splice docs/results.md     (refresh the full-grid block in place)
+    python3 tools/results_table.py --check docs/results.md      (exit 1 if that block is out of date)
 
 Prints the perplexity-vs-budget table (one row per method and policy), the blocks each plan
 selected, the oracle's Spearman check and the checkpoint reload comparison. Only reads files;
@@ -14,6 +15,11 @@ import sys
 
 DIR = sys.argv[1] if len(sys.argv) > 1 else "docs/data/results"
 NAMES = {"rtn": "RTN", "quarot-rtn": "QuaRot-RTN", "quarot-gptq": "QuaRot-GPTQ", "gptq": "GPTQ"}
+# The full-file grid of acceptance 3: each method at W4A4KV4 (k = 0) and under each policy's plans.
+GRID_METHODS = ("rtn", "quarot-rtn", "quarot-gptq")
+GRID_POLICIES = ("dynamicptq", "first-last")
+GRID_BUDGETS = (1, 2, 4, 8)
+GRID_CELLS = len(GRID_METHODS) * (1 + len(GRID_POLICIES) * len(GRID_BUDGETS))
 
 
 def load(name):
@@ -47,12 +53,12 @@ def sweep_rows(sweeps):
 
 
 def full_cells():
-    """{(method, policy, k): ppl} on the full file: step 4's sweep and step 5's one-row files."""
+    """{(method, policy, k): (ppl, seconds)} on the full file: step 4's sweep and step 5's one-row files."""
     cells = {}
     full = load("full_quarot-rtn.json")
     if full:
         for r in full["rows"]:
-            cells[(r["method"], r["policy"] if r["budget"] else "none", r["budget"])] = r["ppl"]
+            cells[(r["method"], r["policy"] if r["budget"] else "none", r["budget"])] = (r["ppl"], r["seconds"])
     folder = os.path.join(DIR, "full")
     if os.path.isdir(folder):
         for name in sorted(os.listdir(folder)):
@@ -60,8 +66,26 @@ def full_cells():
                 continue
             method, policy, k = name[:-len(".json")].rsplit("_", 2)
             r = load(os.path.join("full", name))
-            cells[(method, policy, int(k[1:]))] = r["ppl"]
+            cells[(method, policy, int(k[1:]))] = (r["ppl"], r["seconds"])
     return cells
+
+
+def subset_agreement(cells):
+    """(agreeing, compared): DynamicPTQ-vs-first-last comparisons where the 8-window sweep and the
+    full file name the same winner."""
+    agree = compared = 0
+    for m in GRID_METHODS:
+        sweep = load(f"sweep_{m}.json")
+        if not sweep:
+            continue
+        sub = {(r["policy"], r["budget"]): r["ppl"] for r in sweep["rows"]}
+        for b in GRID_BUDGETS:
+            keys = [(p, b) for p in GRID_POLICIES]
+            full = [cells.get((m, p, b)) for p in GRID_POLICIES]
+            if all(k in sub for k in keys) and all(full):
+                compared += 1
+                agree += (sub[keys[0]] < sub[keys[1]]) == (full[0][0] < full[1][0])
+    return agree, compared
 
 
 GRID_START = "<!-- full-grid:start (printed by tools/results_table.py) -->"
@@ -86,37 +110,41 @@ def full_grid():
     if not cells:
         return []
     fp = load("../ppl_dptq.json")  # docs/results.md section 1: `dptq ppl $M --text $W --json`
-    budgets = [1, 2, 4, 8]
-    pending = "`·` = not measured yet; " if len(cells) < 27 else ""
+    pending = "`·` = not measured yet; " if len(cells) < GRID_CELLS else ""
     out = [GRID_START,
            f"**Full test file** (148 windows × 2048 tokens, {fp['predicted']:,} predicted tokens — the protocol of §1; FP",
            f"{fp['ppl']:.2f}, `docs/data/ppl_dptq.json`). {pending}In brackets the share of the",
            "W4A4KV4 − FP gap the plan closes (negative: the plan made it worse):", "",
-           "| method | policy | k=0 | " + " | ".join(f"k={b}" for b in budgets) + " |",
-           "|---|---|---|" + "---|" * len(budgets)]
-    for m in ("rtn", "quarot-rtn", "quarot-gptq"):
-        base = cells.get((m, "none", 0))
-        for p in ("dynamicptq", "first-last"):
+           "| method | policy | k=0 | " + " | ".join(f"k={b}" for b in GRID_BUDGETS) + " |",
+           "|---|---|---|" + "---|" * len(GRID_BUDGETS)]
+    for m in GRID_METHODS:
+        base = cells.get((m, "none", 0), (None,))[0]
+        for p in GRID_POLICIES:
             row = [f"{base:.2f}" if base else "·"]
-            for b in budgets:
-                v = cells.get((m, p, b))
+            for b in GRID_BUDGETS:
+                v = cells.get((m, p, b), (None,))[0]
                 if v is None:
                     row.append("·")
                 else:
                     row.append(f"{v:.2f} ({100 * (base - v) / (base - fp['ppl']):.1f}%)" if base else f"{v:.2f}")
             out.append(f"| {NAMES[m]} | {p} | " + " | ".join(row) + " |")
     under_way = slices_under_way()
-    line = f"{len(cells)} of 27 quantized cells measured"
-    if len(cells) < 27 and under_way:
+    line = f"{len(cells)} of {GRID_CELLS} quantized cells measured"
+    if len(cells) < GRID_CELLS and under_way:
         line += "; under way: " + ", ".join(f"{stem} ({n} of 4 slices)" for stem, n in sorted(under_way.items()))
-    out += ["", line + ".", "",
+    seconds = [sec for _, sec in cells.values()]
+    agree, compared = subset_agreement(cells)
+    out += ["", line + f"; one cell's `seconds` (the sum over its slices) range from {min(seconds) / 60:.0f} to",
+            f"{max(seconds) / 60:.0f} minutes, {sum(seconds) / 3600:.1f} hours in all.",
+            f"The 8-window subset names the same winner as the full file in {agree} of {compared}",
+            "DynamicPTQ-vs-first-last comparisons.", "",
             "- k = 0 and DynamicPTQ k = 4 (QuaRot-RTN) come from one `$B/cli/dptq sweep $M --trace",
             "  traces/smollm2-135m_quarot_32x512.h5 --text $W --method quarot-rtn --budgets 0,4 --policies",
             "  dynamicptq --out full.csv --json` (step 4 of `scripts/results.sh`).",
             "- Every other cell is what `$B/cli/dptq ppl $M --text $W --method M [--plan P.json] --json` prints, with",
             "  `P.json` from `$B/cli/dptq plan traces/smollm2-135m_quarot_32x512.h5 --policy POLICY --budget K",
             "  --method M --out P.json` (step 5 of `scripts/results.sh`; outputs and plans in",
-            "  [`data/results/full/`](data/results/full/)). One cell takes 10–15 minutes on this CPU in slices (20–25 as one run);",
+            "  [`data/results/full/`](data/results/full/)). Slices run two at a time, so a sliced cell takes about half its `seconds`;",
             "  step 5 runs the most informative cells first and resumes where it stopped.",
             "- A cell whose file has a `slices` list ran as 4 slices of 37 windows (`--first-window F",
             "  --max-windows 37`, outputs in `data/results/full/slices/`), two at a time on one thread each;",
@@ -132,18 +160,31 @@ def full_grid():
     return out
 
 
-def splice(path, block):
-    """Replaces the full-grid block of `path` (a markdown file) with `block`, atomically."""
+def grid_text(path):
+    """(text of `path`, start and end offsets of its full-grid block); exits if it has none."""
     with open(path) as f:
         text = f.read()
     a, b = text.find(GRID_START), text.find(GRID_END)
     if a < 0 or b < a:
         sys.exit(f"results_table: error: {path}: no '{GRID_START}' ... '{GRID_END}' block")
-    text = text[:a] + "\n".join(block) + text[b + len(GRID_END):]
+    return text, a, b + len(GRID_END)
+
+
+def splice(path, block):
+    """Replaces the full-grid block of `path` (a markdown file) with `block`, atomically."""
+    text, a, b = grid_text(path)
+    text = text[:a] + "\n".join(block) + text[b:]
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def check(path, block):
+    """Exit status 1, with one line, if the full-grid block of `path` is not what `block` prints."""
+    text, a, b = grid_text(path)
+    if text[a:b] != "\n".join(block):
+        sys.exit(f"results_table: {path}: the full-grid block differs from {DIR}; run --splice to refresh it")
 
 
 def main():
@@ -189,9 +230,10 @@ def main():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--splice":
-        # tools/results_table.py --splice docs/results.md [DIR]: refresh the full-grid block in place.
+    if len(sys.argv) > 2 and sys.argv[1] in ("--splice", "--check"):
+        # tools/results_table.py --splice|--check docs/results.md [DIR]: refresh the full-grid block
+        # in place, or only verify it matches the JSON files (exit 1 if not).
         DIR = sys.argv[3] if len(sys.argv) > 3 else "docs/data/results"
-        splice(sys.argv[2], full_grid())
+        (splice if sys.argv[1] == "--splice" else check)(sys.argv[2], full_grid())
     else:
         main()
