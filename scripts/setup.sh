@@ -7,6 +7,7 @@
 #   scripts/setup.sh --refvenv  # also the Python reference venv (transformers, gguf) used only to
 #                               # regenerate golden files and peer measurements
 set -euo pipefail
+WANT_REFVENV=0; [ "${1:-}" = "--refvenv" ] && WANT_REFVENV=1  # before `set --` below reuses $1
 
 CACHE="${DPTQ_CACHE:-$HOME/.cache/dptq}"
 WHEELS="$CACHE/wheels"
@@ -98,7 +99,7 @@ if [ ! -s "$MODEL" ]; then
 fi
 
 # ---- optional: reference venv for golden files (never needed by the build or the tests) ----
-if [ "${1:-}" = "--refvenv" ]; then
+if [ "$WANT_REFVENV" = 1 ]; then
   VENV="$CACHE/refvenv"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   fetch_pypi "$TORCH_WHL" "torch==$TORCH_VER" --only-binary :all:
