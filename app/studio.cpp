@@ -103,6 +103,7 @@ Studio::Studio(Options options) : options_(std::move(options)) {
   panels_.push_back(make_calibration_panel(options_));
   panels_.push_back(make_depth_panel(options_));
   panels_.push_back(make_heatmaps_panel());
+  panels_.push_back(make_proxies_panel());
   panels_.push_back(make_plan_panel(options_));
   panels_.push_back(make_evaluate_panel(options_));
   panels_.push_back(make_export_panel(options_));
@@ -191,7 +192,7 @@ void Studio::frame() {
 }
 
 void Studio::build_default_layout(unsigned int dockspace_id) {
-  // Left: Model & data | Calibration. Right: Depth | Heatmaps above, Plan | Evaluate | Export below.
+  // Left: Model & data | Calibration. Right: Depth | Heatmaps | Proxies above, Plan | Evaluate | Export below.
   const ImGuiViewport* vp = ImGui::GetMainViewport();
   ImGui::DockBuilderRemoveNode(dockspace_id);
   ImGui::DockBuilderAddNode(dockspace_id, ImGuiDockNodeFlags_DockSpace);
@@ -202,7 +203,7 @@ void Studio::build_default_layout(unsigned int dockspace_id) {
   for (auto& panel : panels_) {
     const std::string_view t = panel->title();
     const ImGuiID node = t == "Model & data" || t == "Calibration" ? left
-                         : t == "Depth" || t == "Heatmaps"     ? top
+                         : t == "Depth" || t == "Heatmaps" || t == "Proxies" ? top
                                                                : bottom;
     ImGui::DockBuilderDockWindow(panel->title(), node);
   }

@@ -124,6 +124,7 @@ std::unique_ptr<Panel> make_heatmaps_panel();
 std::unique_ptr<Panel> make_plan_panel(const Options& options);
 std::unique_ptr<Panel> make_evaluate_panel(const Options& options);
 std::unique_ptr<Panel> make_export_panel(const Options& options);
+std::unique_ptr<Panel> make_proxies_panel();
 
 // Part of the next rendered frame to save as a PNG (the Depth panel's plots), in window pixels.
 struct PngRequest {

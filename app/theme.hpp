@@ -22,5 +22,7 @@ inline constexpr Rgb kMuted{150, 150, 160};        // hints, cancelled tasks
 // exactly this colour, a translucent band above it) and phases with massive activations (bands).
 inline constexpr Rgb kPlan8bit{245, 166, 35};
 inline constexpr Rgb kPhase{120, 90, 200};
+// Measured sensitivity (Proxies panel bars, the Depth panel's measured-gain curve).
+inline constexpr Rgb kMeasured{40, 190, 205};
 
 }  // namespace dptq::studio::theme

@@ -15,9 +15,11 @@
 #include "dptq/perplexity.hpp"
 #include "dptq/plan.hpp"
 #include "dptq/atomic_file.hpp"
+#include "dptq/op_times.hpp"
 #include "dptq/profiler.hpp"
 #include "dptq/quantize.hpp"
 #include "dptq/trace.hpp"
+#include "commands.hpp"  // sensitivity, report --proxies (issue 12)
 
 using json = nlohmann::json;
 namespace fs = std::filesystem;
@@ -112,6 +114,8 @@ struct QuantArgs {
   std::string method;     // "" = FP (ppl), or the plan's base method
   std::string plan_path;  // "" = every block at 4 bits
   dptq::QuantizeOptions q;
+  std::string engine = "auto";  // auto (int where supported) | int | fake
+  std::string dtype = "auto";   // auto | fp32 | bf16
 };
 
 void add_quant_options(CLI::App* cmd, QuantArgs& a, bool with_plan = true) {
@@ -122,12 +126,18 @@ void add_quant_options(CLI::App* cmd, QuantArgs& a, bool with_plan = true) {
   cmd->add_option("--calib", a.q.calib, "GPTQ calibration text file, or 'builtin'")->capture_default_str();
   cmd->add_option("--calib-samples", a.q.calib_samples, "GPTQ calibration windows")->capture_default_str();
   cmd->add_option("--calib-seqlen", a.q.calib_seqlen, "GPTQ calibration window length")->capture_default_str();
+  cmd->add_option("--engine", a.engine, "Quantized linears: int (exact int8 GEMMs) | fake (fp32 on dequantized values) | "
+                                        "auto (int where supported)")->capture_default_str();
+  cmd->add_option("--dtype", a.dtype, "Compute dtype: auto (fp32 on CPU, bf16 on CUDA) | fp32 | bf16 (an approximation on CPU)")
+      ->capture_default_str();
 }
 
 // Cheap checks of the quantization arguments, before any model is loaded. Returns the plan (or
 // nullopt for a uniform 4-bit plan) and resolves the method.
 std::optional<dptq::Plan> check_quant_args(QuantArgs& a, const dptq::ModelInfo& info, bool required) {
   std::optional<dptq::Plan> plan;
+  if (a.engine != "auto") (void)dptq::parse_engine(a.engine);
+  (void)dptq::parse_dtype(a.dtype);
   if (!a.plan_path.empty()) {
     plan = dptq::read_plan(a.plan_path);
     dptq::check_plan_matches(*plan, info.fingerprint, info.config.n_layers, a.plan_path);
@@ -149,21 +159,36 @@ std::optional<dptq::Plan> check_quant_args(QuantArgs& a, const dptq::ModelInfo& 
   return plan;
 }
 
+// Applies --engine to a quantized model: auto keeps int where supported (saying so when not),
+// int insists (InvalidArgument with the reason), fake switches the integer engine off.
+void apply_engine(dptq::Model& model, const QuantArgs& a, const char* label) {
+  std::string why;
+  const dptq::Engine want = a.engine == "fake" ? dptq::Engine::Fake : dptq::Engine::Int;
+  const dptq::Engine got = dptq::set_engine(model, want, &why);
+  if (got != want && a.engine == "int")
+    throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--engine int is not supported here: " + why);
+  std::fprintf(stderr, "[%s] engine: %s%s\n", label, dptq::engine_name(got), why.empty() ? "" : (" (" + why + ")").c_str());
+}
+
 // Loads MODEL and, when a method is set, quantizes it under the plan (progress on stderr).
 dptq::Model load_for_eval(const std::string& model_path, dptq::Device dev, QuantArgs& a,
                           const std::optional<dptq::Plan>& plan, const char* label,
                           const fs::path* checkpoint_out = nullptr) {
   std::fprintf(stderr, "[%s] loading %s\n", label, model_path.c_str());
-  dptq::Model model = dptq::load_model(model_path, {dev});
+  dptq::Model model = dptq::load_model(model_path, {dev, dptq::parse_dtype(a.dtype)});
   if (dptq::is_quantized(model)) {  // a checkpoint: its weights are fixed, a plan may change activation bits
     const std::string have = dptq::model_plan(model).base_method;
     if (!a.method.empty() && a.method != have && !(plan && a.method == plan->base_method))
       throw dptq::Error(dptq::ErrorKind::InvalidArgument, model_path, "is a " + have + " checkpoint; --method " + a.method +
                         " cannot change its weights");
     if (plan) dptq::set_activation_plan(model, *plan, a.plan_path);
+    apply_engine(model, a, label);
     return model;
   }
-  if (a.method.empty()) return model;
+  if (a.method.empty()) {
+    if (a.engine == "int") throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--engine int needs a quantized model (give --method)");
+    return model;
+  }
   dptq::Progress progress;
   progress.on_update = StderrProgress{std::string(label) + " " + a.method};
   const auto t0 = std::chrono::steady_clock::now();
@@ -172,6 +197,7 @@ dptq::Model load_for_eval(const std::string& model_path, dptq::Device dev, Quant
   dptq::quantize_model(model, use, a.q, &progress, a.plan_path);
   std::fprintf(stderr, "[%s] %s (%.0f s)\n", label, dptq::quant_summary(model).c_str(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  apply_engine(model, a, label);
   return model;
 }
 
@@ -203,7 +229,7 @@ dptq::ModelInfo check_eval_args(const std::string& model_path, const std::string
 }
 
 int cmd_ppl(const std::string& model_path, const std::string& text_path, const dptq::PerplexityOptions& opts,
-            const std::string& device, QuantArgs qa, bool as_json) {
+            const std::string& device, QuantArgs qa, bool as_json, bool profile_ops) {
   // Cheap checks first, so a bad argument fails before the expensive load.
   const dptq::Device dev = dptq::parse_device(device);
   const dptq::ModelInfo info = check_eval_args(model_path, text_path, opts);
@@ -212,20 +238,31 @@ int cmd_ppl(const std::string& model_path, const std::string& text_path, const d
   const std::vector<int32_t> ids = tokenize_eval_text(model, text_path, opts.seqlen);
   dptq::Progress progress;
   progress.on_update = StderrProgress{"ppl"};
+  dptq::OpTimes::enable(profile_ops);
   const dptq::PerplexityResult r = dptq::perplexity(model, ids, opts, &progress);
+  json ops = json::array();
+  if (profile_ops) {
+    std::fprintf(stderr, "[ppl] time per op over %lld windows (--profile-ops):\n%s", (long long)r.windows,
+                 dptq::OpTimes::table().c_str());
+    for (const auto& row : dptq::OpTimes::rows()) ops.push_back({{"op", row.op}, {"seconds", row.seconds}, {"calls", row.calls}});
+    dptq::OpTimes::enable(false);
+  }
   const std::string quant = dptq::quant_summary(model);
+  const char* engine = dptq::is_quantized(model) ? dptq::engine_name(dptq::model_engine(model)) : "fp";
   if (as_json) {
     std::cout << json{{"model", model_path}, {"text", text_path}, {"ppl", r.ppl}, {"nll_mean", r.nll_mean}, {"nll_sum", r.nll_sum},
                       {"tokens", r.tokens}, {"text_tokens", ids.size()}, {"predicted", r.predicted},
                       {"windows", r.windows}, {"first_window", r.first_window}, {"seqlen", opts.seqlen}, {"seconds", r.seconds},
                       {"tokens_per_s", r.tokens_per_s}, {"quantization", quant},
                       {"method", dptq::is_quantized(model) ? json(dptq::model_plan(model).base_method) : json(nullptr)},
-                      {"plan", qa.plan_path.empty() ? json(nullptr) : json(qa.plan_path)}}.dump(2)
+                      {"plan", qa.plan_path.empty() ? json(nullptr) : json(qa.plan_path)}, {"engine", engine},
+                      {"dtype", model_dtype_name(model)}, {"ops", ops}}.dump(2)
               << "\n";
   } else {
     const std::string from = r.first_window ? " from window " + std::to_string(r.first_window) : "";
-    std::printf("perplexity %.4f  (%lld windows x %lld tokens%s, %zu text tokens, %.1f tokens/s; %s)\n", r.ppl,
-                (long long)r.windows, (long long)opts.seqlen, from.c_str(), ids.size(), r.tokens_per_s, quant.c_str());
+    std::printf("perplexity %.4f  (%lld windows x %lld tokens%s, %zu text tokens, %.1f tokens/s; %s; engine %s, %s)\n", r.ppl,
+                (long long)r.windows, (long long)opts.seqlen, from.c_str(), ids.size(), r.tokens_per_s, quant.c_str(), engine,
+                model_dtype_name(model));
   }
   return 0;
 }
@@ -621,6 +658,8 @@ int main(int argc, char** argv) {
                   "Start at this window (0-based); slices' nll_sum add up to the whole run")->capture_default_str();
   ppl->add_option("--device", device, "cpu | cuda | auto")->capture_default_str();
   ppl->add_flag("--json", as_json, "Print one JSON object on stdout");
+  bool profile_ops = false;
+  ppl->add_flag("--profile-ops", profile_ops, "Print where the time goes: wall time per forward operation (stderr; 'ops' in --json)");
   QuantArgs qa;
   add_quant_options(ppl, qa);
 
@@ -669,14 +708,23 @@ int main(int argc, char** argv) {
   auto* report = app.add_subcommand("report", "Per-layer table of a trace: massive activations, Jump Ratio, HSNR, phases");
   report->add_option("TRACE", trace_path, "Trace file (.h5)")->required();
   report->add_flag("--json", as_json, "Print one JSON object on stdout");
+  bool report_proxies = false;  // issue 12: proxy screen against the trace's measured sensitivity
+  std::string proxy_gain = "nll";
+  int64_t proxy_permutations = 10000;
+  report->add_flag("--proxies", report_proxies, "Rank correlation of every per-block metric with the measured gain");
+  report->add_option("--gain", proxy_gain, "--proxies: measured gain to screen against: nll | kl")->capture_default_str();
+  report->add_option("--permutations", proxy_permutations, "--proxies: shuffles for the permutation p-values")->capture_default_str();
+  auto* sensitivity = dptq_cli::add_sensitivity_command(app, as_json);
 
   dptq::PlanOptions plan_opts;
   std::string plan_out;
   auto* plan = app.add_subcommand("plan", "Choose the blocks that get 8-bit activations from a trace (a DynamicPTQ precision plan)");
   plan->add_option("TRACE", trace_path, "Trace file (.h5) from `dptq profile`")->required();
-  plan->add_option("--policy", plan_opts.policy, "dynamicptq | hsnr | first-last | manual | random | oracle")->capture_default_str();
+  plan->add_option("--policy", plan_opts.policy, "dynamicptq | dynamicptq-jr | measured | hsnr | first-last | manual | random | oracle")->capture_default_str();
   auto* budget = plan->add_option("--budget", plan_opts.budget, "Number of blocks that get 8-bit activations");
-  plan->add_option("--jr-threshold", plan_opts.jr_threshold, "dynamicptq: select every block with JR p99 >= X")->excludes(budget);
+  plan->add_option("--jr-threshold", plan_opts.jr_threshold, "dynamicptq-jr: select every block with JR p99 >= X")->excludes(budget);
+  plan->add_option("--budget-macs", plan_opts.budget_macs, "dynamicptq, measured: site-level plan with at most this share "
+                                                           "of the linear MACs at 8 bits")->excludes(budget);
   plan->add_option("--blocks", plan_opts.manual_blocks, "manual: block indices")->delimiter(',');
   plan->add_option("--seed", plan_opts.seed, "random: seed");
   plan->add_option("--method", plan_opts.base_method, "Base method recorded in the plan (default: from the trace's rotation)");
@@ -699,11 +747,13 @@ int main(int argc, char** argv) {
 
   try {
     if (*info) return cmd_info(model_path, as_json);
-    if (*ppl) return cmd_ppl(model_path, text_path, popts, device, qa, as_json);
+    if (*ppl) return cmd_ppl(model_path, text_path, popts, device, qa, as_json, profile_ops);
     if (*quantize) return cmd_quantize(model_path, qa, quant_out, device, as_json);
     if (*sweep) return cmd_sweep(model_path, text_path, sweep_args, popts, qa, oracle_args, device, as_json);
     if (*profile) return cmd_profile(model_path, prof, out_path, device, as_json);
+    if (*report && report_proxies) return dptq_cli::cmd_report_proxies(trace_path, proxy_gain, proxy_permutations, as_json);
     if (*report) return cmd_report(trace_path, as_json);
+    if (*sensitivity) return dptq_cli::run_sensitivity_command(as_json);
     if (*plan) return cmd_plan(trace_path, plan_opts, plan_out, qa, oracle_args, device, as_json);
   } catch (const dptq::Error& e) {
     std::fprintf(stderr, "dptq: error: %s\n", e.what());

@@ -175,7 +175,7 @@ void spit(const fs::path& p, const std::string& text) {
 // A valid plan file's JSON, to be broken by the caller and written to `path`.
 nlohmann::json good_json(const fs::path& dir) {
   const fs::path p = dir / "good.plan.json";
-  dptq::write_plan(dptq::make_plan(make_trace(), opts("dynamicptq", 3)), p);
+  dptq::write_plan(dptq::make_plan(make_trace(), opts("dynamicptq-jr", 3)), p);
   return nlohmann::json::parse(slurp(p));
 }
 
@@ -188,15 +188,15 @@ std::vector<std::string> dir_entries(const fs::path& dir) {
 
 }  // namespace
 
-TEST_CASE("dynamicptq: boundaries first, then JR p99 descending, ties by lowest HSNR4 p1") {
+TEST_CASE("dynamicptq-jr: boundaries first, then JR p99 descending, ties by lowest HSNR4 p1") {
   const Trace t = make_trace();
-  CHECK(selection(dptq::make_plan(t, opts("dynamicptq", 0))) == V{});
-  CHECK(selection(dptq::make_plan(t, opts("dynamicptq", 1))) == V{1});
-  CHECK(selection(dptq::make_plan(t, opts("dynamicptq", 3))) == V{1, 6, 7});
-  CHECK(selection(dptq::make_plan(t, opts("dynamicptq", 5))) == V{1, 6, 7, 4, 3});
-  CHECK(selection(dptq::make_plan(t, opts("dynamicptq", 8))) == V{1, 6, 7, 4, 3, 2, 5, 0});
+  CHECK(selection(dptq::make_plan(t, opts("dynamicptq-jr", 0))) == V{});
+  CHECK(selection(dptq::make_plan(t, opts("dynamicptq-jr", 1))) == V{1});
+  CHECK(selection(dptq::make_plan(t, opts("dynamicptq-jr", 3))) == V{1, 6, 7});
+  CHECK(selection(dptq::make_plan(t, opts("dynamicptq-jr", 5))) == V{1, 6, 7, 4, 3});
+  CHECK(selection(dptq::make_plan(t, opts("dynamicptq-jr", 8))) == V{1, 6, 7, 4, 3, 2, 5, 0});
 
-  const Plan p = dptq::make_plan(t, opts("dynamicptq", 5));
+  const Plan p = dptq::make_plan(t, opts("dynamicptq-jr", 5));
   CHECK(p.blocks[1].reason == "emergence boundary; JR p99 12.3 (rank 1)");
   CHECK(p.blocks[6].reason == "disappearance boundary; JR p99 0.8 (rank 2)");
   CHECK(p.blocks[7].reason == "JR p99 6 (rank 3)");
@@ -222,7 +222,7 @@ TEST_CASE("dynamicptq: boundaries first, then JR p99 descending, ties by lowest 
   CHECK(p.quantizer.act_bits == 4);
   CHECK(p.quantizer.kv_bits == 4);
   CHECK(p.quantizer.kv_clip == 0.95);
-  CHECK(p.policy.name == "dynamicptq");
+  CHECK(p.policy.name == "dynamicptq-jr");
   CHECK(p.policy.budget == 5);
   CHECK(std::isnan(p.policy.jr_threshold));
   CHECK(p.trace.model_fingerprint == kFingerprint);
@@ -235,27 +235,27 @@ TEST_CASE("dynamicptq: boundaries first, then JR p99 descending, ties by lowest 
   auto specs = std::vector<BlockSpec>(std::begin(kBlocks), std::end(kBlocks));
   specs[2].jr_p99 = kNaN;
   specs[0].jr_p99 = kInf;
-  CHECK(selection(dptq::make_plan(make_trace(specs), opts("dynamicptq", 8))) ==
+  CHECK(selection(dptq::make_plan(make_trace(specs), opts("dynamicptq-jr", 8))) ==
         V{1, 6, 0, 7, 4, 3, 5, 2});
 }
 
-TEST_CASE("dynamicptq threshold mode: every boundary plus every block with JR p99 >= X") {
+TEST_CASE("dynamicptq-jr threshold mode: every boundary plus every block with JR p99 >= X") {
   const Trace t = make_trace();
-  const Plan p = dptq::make_plan(t, opts("dynamicptq", -1, 3.0));
+  const Plan p = dptq::make_plan(t, opts("dynamicptq-jr", -1, 3.0));
   CHECK(selection(p) == V{1, 6, 7, 4, 3});
   CHECK(p.policy.budget == -1);
   CHECK(p.policy.jr_threshold == 3.0);
   CHECK(p.blocks[7].reason == "JR p99 6 >= 3 (rank 3)");
   CHECK(p.blocks[6].reason == "disappearance boundary; JR p99 0.8 (rank 2)");
-  CHECK(selection(dptq::make_plan(t, opts("dynamicptq", -1, 4.0))) == V{1, 6, 7, 4, 3});  // >=
-  CHECK(selection(dptq::make_plan(t, opts("dynamicptq", -1, 4.01))) == V{1, 6, 7});
-  CHECK(selection(dptq::make_plan(t, opts("dynamicptq", -1, 100.0))) == V{1, 6});
-  CHECK(selection(dptq::make_plan(t, opts("dynamicptq", -1, kInf))) == V{1, 6});
-  CHECK(selection(dptq::make_plan(t, opts("dynamicptq", -1, 0.0))) == V{1, 6, 7, 4, 3, 2, 5, 0});
+  CHECK(selection(dptq::make_plan(t, opts("dynamicptq-jr", -1, 4.0))) == V{1, 6, 7, 4, 3});  // >=
+  CHECK(selection(dptq::make_plan(t, opts("dynamicptq-jr", -1, 4.01))) == V{1, 6, 7});
+  CHECK(selection(dptq::make_plan(t, opts("dynamicptq-jr", -1, 100.0))) == V{1, 6});
+  CHECK(selection(dptq::make_plan(t, opts("dynamicptq-jr", -1, kInf))) == V{1, 6});
+  CHECK(selection(dptq::make_plan(t, opts("dynamicptq-jr", -1, 0.0))) == V{1, 6, 7, 4, 3, 2, 5, 0});
 
   auto specs = std::vector<BlockSpec>(std::begin(kBlocks), std::end(kBlocks));
   specs[1].disappearance = true;  // both marks on one block
-  const Plan q = dptq::make_plan(make_trace(specs), opts("dynamicptq", -1, 100.0));
+  const Plan q = dptq::make_plan(make_trace(specs), opts("dynamicptq-jr", -1, 100.0));
   CHECK(q.blocks[1].reason == "emergence and disappearance boundary; JR p99 12.3 (rank 1)");
 }
 
@@ -304,7 +304,7 @@ TEST_CASE("manual: exactly the given blocks, ranked in list order") {
 
 TEST_CASE("set_block_bits: hand edits keep ranks 1..n, reasons and the plan valid") {
   const Trace t = make_trace();
-  Plan p = dptq::make_plan(t, opts("dynamicptq", 3));  // 1, 6, 7
+  Plan p = dptq::make_plan(t, opts("dynamicptq-jr", 3));  // 1, 6, 7
   REQUIRE(selection(p) == V{1, 6, 7});
   // Only some sites of a new block: selected, next rank, "chosen by hand".
   dptq::set_block_bits(p, 2, dptq::SiteBits{4, 4, 4, 8});
@@ -403,7 +403,7 @@ TEST_CASE("random: seeded uniform choice without replacement") {
   for (int h : hits) CHECK(std::abs(h - 500) < 5 * 21);  // sd = sqrt(4000 * 1/8 * 7/8) ~ 21
 
   // Non-random policies record seed 0.
-  PlanOptions d = opts("dynamicptq", 2);
+  PlanOptions d = opts("dynamicptq-jr", 2);
   d.seed = 7;
   CHECK(dptq::make_plan(t, d).policy.seed == 0);
 }
@@ -413,16 +413,16 @@ TEST_CASE("make_plan rejects bad arguments with one-line messages") {
   const auto IA = ErrorKind::InvalidArgument;
   auto run = [&](const PlanOptions& o) { return [&t, o] { dptq::make_plan(t, o); }; };
 
-  expect_error(run(opts("dynamicptq", 9)), IA,
+  expect_error(run(opts("dynamicptq-jr", 9)), IA,
                "budget 9 is out of range 0..8 (the trace has 8 blocks)");
   expect_error(run(opts("hsnr", -2)), IA,
                "budget -2 is out of range 0..8 (the trace has 8 blocks)");
-  expect_error(run(opts("dynamicptq", 2, 1.0)), IA,
-               "policy dynamicptq takes a budget or a JR threshold, not both");
-  expect_error(run(opts("dynamicptq", -1)), IA,
-               "policy dynamicptq needs a budget (number of 8-bit blocks) or a JR threshold");
+  expect_error(run(opts("dynamicptq-jr", 2, 1.0)), IA,
+               "policy dynamicptq-jr takes a budget or a JR threshold, not both");
+  expect_error(run(opts("dynamicptq-jr", -1)), IA,
+               "policy dynamicptq-jr needs a budget (number of 8-bit blocks) or a JR threshold");
   expect_error(run(opts("hsnr", -1, 1.0)), IA,
-               "policy hsnr takes no JR threshold (only dynamicptq does)");
+               "policy hsnr takes no JR threshold (only dynamicptq-jr does)");
   expect_error(run(opts("random", -1)), IA,
                "policy random needs a budget (number of 8-bit blocks)");
   expect_error(run(opts("first-last", -1)), IA,
@@ -430,7 +430,7 @@ TEST_CASE("make_plan rejects bad arguments with one-line messages") {
   expect_error(run(opts("oracle", 2)), IA,
                "policy oracle measures perplexity and needs the model: dptq plan TRACE --policy oracle --model MODEL");
   expect_error(run(opts("magic", 2)), IA,
-               "unknown policy \"magic\" (known: dynamicptq, hsnr, first-last, manual, random, oracle)");
+               "unknown policy \"magic\" (known: dynamicptq, dynamicptq-jr, measured, hsnr, first-last, manual, random, oracle)");
   PlanOptions m = opts("manual", -1);
   m.manual_blocks = {3, 8};
   expect_error(run(m), IA, "manual block 8 is out of range (valid blocks: 0..7)");
@@ -444,11 +444,11 @@ TEST_CASE("make_plan rejects bad arguments with one-line messages") {
   PlanOptions h = opts("hsnr", 2);
   h.manual_blocks = {1};
   expect_error(run(h), IA, "a block list is only for policy manual (policy is hsnr)");
-  PlanOptions b = opts("dynamicptq", 2);
+  PlanOptions b = opts("dynamicptq-jr", 2);
   b.base_method = "awq";
   expect_error(run(b), IA,
                "unknown base method \"awq\" (known: quarot-rtn, quarot-gptq, rtn, gptq, none)");
-  expect_error([] { dptq::make_plan(Trace{}, opts("dynamicptq", 0)); }, IA,
+  expect_error([] { dptq::make_plan(Trace{}, opts("dynamicptq-jr", 0)); }, IA,
                "the trace has no blocks to plan for");
 
   // Base method: explicit, or from the trace's rotation.
@@ -460,7 +460,7 @@ TEST_CASE("make_plan rejects bad arguments with one-line messages") {
 }
 
 TEST_CASE("validate_plan: bits other than 4 / 8 and inconsistent selections") {
-  const Plan good = dptq::make_plan(make_trace(), opts("dynamicptq", 2));
+  const Plan good = dptq::make_plan(make_trace(), opts("dynamicptq-jr", 2));
   const auto IA = ErrorKind::InvalidArgument;
   Plan p = good;
   p.blocks[3].bits.gate_up = 6;
@@ -520,7 +520,7 @@ TEST_CASE("plan JSON round trip") {
   Trace t = make_trace(specs);
   t.meta.model_name = "Ünïcode – 模型 🙂";
 
-  for (const char* policy : {"dynamicptq", "hsnr", "first-last", "manual", "random"}) {
+  for (const char* policy : {"dynamicptq-jr", "hsnr", "first-last", "manual", "random"}) {
     CAPTURE(policy);
     PlanOptions o = opts(policy, std::string(policy) == "manual" ? -1 : 3);
     if (o.policy == "manual") o.manual_blocks = {7, 0, 4};
@@ -533,7 +533,7 @@ TEST_CASE("plan JSON round trip") {
     dptq::write_plan(p, f);
     check_equal(dptq::read_plan(f), p);
   }
-  Plan thr = dptq::make_plan(t, opts("dynamicptq", -1, 2.5));
+  Plan thr = dptq::make_plan(t, opts("dynamicptq-jr", -1, 2.5));
   dptq::write_plan(thr, dir / "thr.plan.json");
   check_equal(dptq::read_plan(dir / "thr.plan.json"), thr);
   thr.policy.jr_threshold = kInf;  // a legal (boundaries-only) threshold
@@ -543,14 +543,14 @@ TEST_CASE("plan JSON round trip") {
   // The file is plain JSON that other tools read: non-finite metrics are strings.
   const auto j = nlohmann::json::parse(slurp(dir / "hsnr.plan.json"));
   CHECK(j["format"] == "dptq-plan");
-  CHECK(j["version"] == "1.0");
+  CHECK(j["version"] == "1.1");
   CHECK(j["blocks"][2]["hsnr4_p1_db"] == "inf");
   CHECK(j["blocks"][5]["hsnr4_p1_db"] == "-inf");
   CHECK(j["blocks"][0]["jump_ratio_p99"] == "nan");
   CHECK(j["policy"]["jr_threshold"].is_null());
   CHECK(j["blocks"][1]["bits"]["qkv"] == 8);
   // Only the written files are left (no temporaries).
-  CHECK(dir_entries(dir) == std::vector<std::string>{"dynamicptq.plan.json", "first-last.plan.json",
+  CHECK(dir_entries(dir) == std::vector<std::string>{"dynamicptq-jr.plan.json", "first-last.plan.json",
                                                      "hsnr.plan.json", "manual.plan.json",
                                                      "random.plan.json", "thr.plan.json"});
 }
@@ -567,6 +567,20 @@ TEST_CASE("read_plan: newer minor versions and reordered blocks read fine") {
   CHECK(p.version_minor == 7);
   for (size_t l = 0; l < p.blocks.size(); ++l) CHECK(p.blocks[l].index == int64_t(l));
   CHECK(selection(p) == V{1, 6, 7});
+}
+
+TEST_CASE("read_plan: a 1.0 file's dynamicptq is the rule now named dynamicptq-jr") {
+  const fs::path dir = dptq::test::scratch_dir("plan_v10");
+  nlohmann::json j = good_json(dir);
+  j["version"] = "1.0";
+  j["policy"]["name"] = "dynamicptq";
+  spit(dir / "old.json", j.dump());
+  const Plan old = dptq::read_plan(dir / "old.json");
+  CHECK(old.policy.name == "dynamicptq-jr");
+  CHECK(selection(old) == V{1, 6, 7});  // the blocks are the file's, whatever the name
+  j["version"] = "1.1";
+  spit(dir / "new.json", j.dump());
+  CHECK(dptq::read_plan(dir / "new.json").policy.name == "dynamicptq");
 }
 
 TEST_CASE("read_plan rejects broken files with one-line messages naming the file") {
@@ -680,8 +694,8 @@ TEST_CASE("read_plan rejects broken files with one-line messages naming the file
   expect_error(read, ErrorKind::Format, F + "missing field \"quantizer\"");
   patched([](auto& j) { j["policy"]["name"] = "magic"; });
   expect_error(read, ErrorKind::Format,
-               F + "field \"policy.name\" is \"magic\" (known: dynamicptq, hsnr, first-last, "
-                   "manual, random, oracle)");
+               F + "field \"policy.name\" is \"magic\" (known: dynamicptq, dynamicptq-jr, measured, hsnr, "
+                   "first-last, manual, random, oracle)");
   patched([](auto& j) { j["policy"]["seed"] = -1; });
   expect_error(read, ErrorKind::Format,
                F + "field \"policy.seed\" must be a non-negative integer (got integer)");
@@ -701,7 +715,7 @@ TEST_CASE("read_plan rejects broken files with one-line messages naming the file
 
 TEST_CASE("write_plan is atomic: nothing is left behind on failure") {
   const fs::path dir = dptq::test::scratch_dir("plan_atomic");
-  const Plan p = dptq::make_plan(make_trace(), opts("dynamicptq", 2));
+  const Plan p = dptq::make_plan(make_trace(), opts("dynamicptq-jr", 2));
 
   // Target folder missing: Io, and the folder is not created.
   const fs::path missing = dir / "no-such-dir" / "p.plan.json";
@@ -751,7 +765,7 @@ TEST_CASE("write_plan is atomic: nothing is left behind on failure") {
 }
 
 TEST_CASE("check_plan_matches refuses a plan made for another model") {
-  const Plan p = dptq::make_plan(make_trace(), opts("dynamicptq", 2));
+  const Plan p = dptq::make_plan(make_trace(), opts("dynamicptq-jr", 2));
   dptq::check_plan_matches(p, kFingerprint, 8, "p.plan.json");
   expect_error([&] { dptq::check_plan_matches(p, kOtherFingerprint, 8, "p.plan.json"); },
                ErrorKind::InvalidArgument,
@@ -762,7 +776,7 @@ TEST_CASE("check_plan_matches refuses a plan made for another model") {
 }
 
 TEST_CASE("plan_summary lists every block") {
-  const Plan p = dptq::make_plan(make_trace(), opts("dynamicptq", 3));
+  const Plan p = dptq::make_plan(make_trace(), opts("dynamicptq-jr", 3));
   const std::string s = dptq::plan_summary(p);
   INFO(s);
   CHECK(s.find("TinyLlama-8 (model 0123456789ab\xE2\x80\xA6), base method quarot-rtn") !=

@@ -390,3 +390,49 @@ TEST_CASE("studio: --export writes the plan, the trace, the Depth plots and a ch
   for (const auto& entry : fs::directory_iterator(out))  // atomic writes: no temp file or folder left
     CHECK(entry.path().filename().string().find(".tmp") == std::string::npos);
 }
+
+TEST_CASE("studio: the Proxies view draws the measured gain of a trace that holds it, and the Depth panel its curve") {
+  DPTQ_SKIP_UNLESS_RENDERING();
+  REQUIRE(fs::exists(committed_trace()));
+  const fs::path dir = dptq::test::scratch_dir("studio_proxies");
+  // The committed trace plus a sensitivity: gains that grow with depth, some negative.
+  dptq::Trace t = dptq::read_trace(committed_trace());
+  REQUIRE_FALSE(t.has_sensitivity);
+  dptq::Sensitivity& s = t.sensitivity;
+  s.method = "quarot-rtn";
+  s.text_source = "builtin";
+  s.window_mode = "random";
+  s.windows = 4;
+  s.seqlen = 512;
+  s.tokens = 2048;
+  s.created_utc = "2026-12-06T00:00:00Z";
+  s.fp_nll = 2.9;
+  s.base_nll = 4.6;
+  for (size_t l = 0; l < t.blocks.size(); ++l)
+    s.block.push_back({0.01 * double(l % 7) - 0.01, 0.004, 0.02 * double(l % 5), 0.003});
+  t.has_sensitivity = true;
+  const fs::path with = dir / "with-sensitivity.h5";
+  dptq::write_trace(t, with);
+
+  auto measured_pixels = [&](const fs::path& trace, const char* focus, const std::string& name) {
+    const fs::path png = dir / (name + ".png");
+    const Run r = run("xvfb-run -a " + studio() + " --no-autoload --trace " + quoted(trace.string()) + " --focus " + focus +
+                      " --frames 6 --wait-idle --width 1280 --height 800 --screenshot " + quoted(png.string()),
+                      dir / "log.txt");
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    const Image img = load_png(png);
+    CHECK(img.count(theme::kError, 2) == 0);
+    return img.count(theme::kMeasured, 0);
+  };
+  const int64_t proxies_without = measured_pixels(committed_trace(), "Proxies", "proxies-without");
+  const int64_t proxies_with = measured_pixels(with, "Proxies", "proxies-with");
+  const int64_t depth_without = measured_pixels(committed_trace(), "Depth", "depth-without");
+  const int64_t depth_with = measured_pixels(with, "Depth", "depth-with");
+  MESSAGE("measured-colour pixels: Proxies " << proxies_without << " -> " << proxies_with << ", Depth " << depth_without
+                                             << " -> " << depth_with);
+  CHECK(proxies_without == 0);
+  CHECK(proxies_with > 25 * 40);  // 25 nonzero bars, each several pixels wide and tall
+  CHECK(depth_without == 0);
+  CHECK(depth_with > 100);        // the curve and its error bars
+}

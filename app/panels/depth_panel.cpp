@@ -29,6 +29,7 @@ struct Series {
   std::vector<double> block_x, jr_p50, jr_p99, jr_inf_p99;   // l = 0..L-1
   std::vector<double> hsnr4_p1, hsnr4_mean, hsnr8_mean;
   std::vector<double> emergence_x, disappearance_x;
+  std::vector<double> gain, gain_se;                          // measured NLL gain (empty without)
 };
 
 // Log axes cannot show 0 (a block that does not change the stream): floor at a tiny positive value.
@@ -53,6 +54,11 @@ Series make_series(const dptq::Trace& t) {
     if (b.emergence) s.emergence_x.push_back(x);
     if (b.disappearance) s.disappearance_x.push_back(x);
   }
+  if (t.has_sensitivity)
+    for (const dptq::SensitivityEntry& e : t.sensitivity.block) {
+      s.gain.push_back(e.nll_gain);
+      s.gain_se.push_back(std::isfinite(e.nll_gain_se) ? e.nll_gain_se : 0.0);
+    }
   return s;
 }
 
@@ -78,6 +84,7 @@ class DepthPanel final : public Panel {
  private:
   void draw_bands(const Workspace& ws) const;
   void draw_hover(const Workspace& ws) const;
+  void draw_measured(const Workspace& ws, bool refit, double x_min, double x_max) const;
 
   void draw_save(Studio& studio);
 
@@ -119,8 +126,10 @@ void DepthPanel::draw(Studio& studio) {
   if (t.blocks.empty()) return;
 
   const ImPlotSubplotFlags flags = ImPlotSubplotFlags_LinkAllX | ImPlotSubplotFlags_NoResize;
-  float rows[] = {1.0f, 1.0f, 1.0f};
-  if (!ImPlot::BeginSubplots("##depth", 3, 1, ImVec2(-1, -1), flags, rows)) return;
+  // A fourth plot under the proxies when the trace holds measured sensitivity.
+  const bool measured = !s_.gain.empty() && s_.gain.size() == s_.block_x.size();
+  float rows[] = {1.0f, 1.0f, 1.0f, 1.0f};
+  if (!ImPlot::BeginSubplots("##depth", measured ? 4 : 3, 1, ImVec2(-1, -1), flags, rows)) return;
   const double x_min = -0.5, x_max = double(t.blocks.size()) + 0.5;
   // No titles: the legend above each plot and its y label say what it shows.
   constexpr ImPlotFlags kPlotFlags = ImPlotFlags_NoMouseText | ImPlotFlags_NoTitle;
@@ -172,7 +181,36 @@ void DepthPanel::draw(Studio& studio) {
        {{"JR p99", s_.jr_p99}, {"JR p50", s_.jr_p50}, {"JR-inf p99", s_.jr_inf_p99}}, nullptr);
   plot("Historical SNR", "HSNR (dB)", false, s_.block_x,
        {{"HSNR4 p1", s_.hsnr4_p1}, {"HSNR4 mean", s_.hsnr4_mean}, {"HSNR8 mean", s_.hsnr8_mean}}, nullptr);
+  if (measured) draw_measured(ws, refit, x_min, x_max);
   ImPlot::EndSubplots();
+}
+
+// The measured NLL gain of each block at 8 bits (docs/metrics.md §8) with ±1 standard error:
+// what the three plots above are meant to predict.
+void DepthPanel::draw_measured(const Workspace& ws, bool refit, double x_min, double x_max) const {
+  if (!ImPlot::BeginPlot("Measured gain", ImVec2(), ImPlotFlags_NoMouseText | ImPlotFlags_NoTitle)) return;
+  double lo = 0, hi = 0;
+  for (size_t i = 0; i < s_.gain.size(); ++i) {
+    lo = std::min(lo, s_.gain[i] - s_.gain_se[i]);
+    hi = std::max(hi, s_.gain[i] + s_.gain_se[i]);
+  }
+  const double pad = std::max(0.08 * (hi - lo), 1e-6);
+  ImPlot::SetupAxes(nullptr, "NLL gain (nats)");
+  ImPlot::SetupAxisLimits(ImAxis_X1, x_min, x_max, refit ? ImPlotCond_Always : ImPlotCond_Once);
+  ImPlot::SetupAxisLimits(ImAxis_Y1, lo - pad, hi + pad, refit ? ImPlotCond_Always : ImPlotCond_Once);
+  ImPlot::SetupLegend(ImPlotLocation_North, ImPlotLegendFlags_Horizontal | ImPlotLegendFlags_Outside);
+  draw_bands(ws);
+  ImPlotSpec line;
+  line.LineColor = color(theme::kMeasured);
+  line.Marker = ImPlotMarker_Circle;
+  line.MarkerSize = 2.5f;
+  line.LineWeight = 2.0f;
+  ImPlot::PlotLine("measured NLL gain at 8 bits", s_.block_x.data(), s_.gain.data(), int(s_.gain.size()), line);
+  ImPlotSpec err;
+  err.LineColor = color(theme::kMeasured);
+  ImPlot::PlotErrorBars("+-1 s.e.", s_.block_x.data(), s_.gain.data(), s_.gain_se.data(), int(s_.gain.size()), err);
+  draw_hover(ws);
+  ImPlot::EndPlot();
 }
 
 // Path field and "Save PNG": the whole panel as it is drawn this frame (Studio::request_png).
@@ -252,6 +290,9 @@ void DepthPanel::draw_hover(const Workspace& ws) const {
     const dptq::BlockStats& b = t.blocks[size_t(l)];
     ImGui::Text("block %lld: JR p99 %.3g (p50 %.3g), HSNR4 p1 %.1f dB, mean %.1f dB", static_cast<long long>(l),
                 b.jump_ratio.p99, b.jump_ratio.p50, b.hsnr4_db.p1, b.hsnr4_db.mean);
+    if (t.has_sensitivity && l < int64_t(t.sensitivity.block.size()))
+      ImGui::Text("measured NLL gain at 8 bits: %.4f +- %.4f nats/token", t.sensitivity.block[size_t(l)].nll_gain,
+                  t.sensitivity.block[size_t(l)].nll_gain_se);
     if (b.emergence) ImGui::TextUnformatted("emergence boundary: massive activations appear in its output");
     if (b.disappearance) ImGui::TextUnformatted("disappearance boundary: massive activations vanish in its output");
     if (ws.plan && l < ws.plan->n_layers()) {

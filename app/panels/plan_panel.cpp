@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -15,14 +16,19 @@
 #include "../widgets.hpp"
 #include "dptq/error.hpp"
 #include "dptq/plan.hpp"
+#include "dptq/sensitivity.hpp"
 #include "dptq/trace.hpp"
 
 namespace dptq::studio {
 namespace {
 
-constexpr const char* kPolicies[] = {"dynamicptq", "hsnr", "first-last", "random"};
+constexpr const char* kPolicies[] = {"dynamicptq", "dynamicptq-jr", "measured", "hsnr", "first-last", "random"};
 constexpr const char* kPolicyHelp[] = {
-    "Phase-boundary blocks (massive activations appear or vanish) first, then the largest Jump Ratio p99.",
+    "Largest injected 4-bit noise first: sum over the sites of (sublayer Jump Ratio)^2 x 10^(-SQNR4/10) "
+    "(docs/metrics.md section 9).",
+    "The first reading: phase-boundary blocks (massive activations appear or vanish) first, then the largest "
+    "Jump Ratio p99.",
+    "Largest measured NLL gain first (needs a trace with measured sensitivity: Proxies panel or `dptq sensitivity`).",
     "Lowest Historical SNR at 4 bits (p1) first.",
     "The first and last blocks: the usual heuristic, for comparison.",
     "Blocks drawn at random (seeded): the baseline a metric must beat."};
@@ -54,6 +60,7 @@ class PlanPanel final : public Panel {
   void remake(Studio& studio, bool keep_edits);
   void draw_controls(Studio& studio);
   void draw_effect(const Studio& studio);
+  static void draw_measured(const Workspace& ws);
   void draw_table(Studio& studio);
   void draw_save(Studio& studio);
 
@@ -220,10 +227,40 @@ void PlanPanel::draw_effect(const Studio& studio) {
   ui::muted_text(ui::format("Selected blocks hold %.0f%% of the summed JR p99", jr_all > 0 ? 100.0 * jr_sel / jr_all : 0.0) +
                  " and " + std::to_string(boundaries_sel) + " of " + std::to_string(boundaries) +
                  " phase boundaries.");
+  draw_measured(ws);
   if (auto model = studio.model(); model && model->info().fingerprint != p.model_fingerprint)
     ui::error_text("The trace was made for another model (" + p.model_fingerprint.substr(0, 12) +
                    "...) than the one loaded (" + model->info().fingerprint.substr(0, 12) +
                    "...): the plan will be refused for it.");
+}
+
+// With measured sensitivity in the trace: what the selection gains by measurement (sum of the
+// single-block gains, an additive prediction) against the best selection of the same size, and
+// what the dynamics score predicted for it (its share of the score's own top-k).
+void PlanPanel::draw_measured(const Workspace& ws) {
+  const dptq::Trace& t = *ws.trace;
+  const dptq::Plan& p = *ws.plan;
+  if (!t.has_sensitivity || int64_t(t.sensitivity.block.size()) != p.n_layers()) return;
+  const std::vector<double> gain = dptq::sensitivity_gain(t, "nll");
+  const std::vector<double> score = dptq::dynamics_score(t, dptq::kDefaultDynamicsScore);
+  auto top_sum = [](std::vector<double> v, int64_t k) {
+    std::sort(v.begin(), v.end(), std::greater<>());
+    double s = 0;
+    for (int64_t i = 0; i < k && i < int64_t(v.size()); ++i) s += v[size_t(i)];
+    return s;
+  };
+  double g_sel = 0, s_sel = 0;
+  for (const dptq::PlanBlock& b : p.blocks)
+    if (b.selected) g_sel += gain[size_t(b.index)], s_sel += score[size_t(b.index)];
+  const int64_t k = p.n_selected();
+  const double g_best = top_sum(gain, k), s_best = top_sum(score, k);
+  ui::muted_text(ui::format("Measured: the selection gains %.4f nats/token", g_sel) +
+                 ui::format(" (sum of single-block NLL gains; the best %.0f blocks: ", double(k)) +
+                 ui::format("%.4f, ", g_best) + ui::format("%.0f%%).", g_best > 0 ? 100.0 * g_sel / g_best : 0.0) +
+                 ui::format(" Predicted by the dynamics score: %.0f%% of its own top-k.",
+                            s_best > 0 ? 100.0 * s_sel / s_best : 0.0));
+  ui::tooltip("Single-block gains come from the trace's measured sensitivity (docs/metrics.md section 8). "
+              "Their sum ignores interactions between blocks; measure the plan with `dptq ppl --plan`.");
 }
 
 void PlanPanel::draw_table(Studio& studio) {

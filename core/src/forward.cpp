@@ -5,9 +5,11 @@
 #include <c10/core/InferenceMode.h>
 
 #include <cmath>
+#include <functional>
 
 #include "dptq/error.hpp"
 #include "dptq/model_torch.hpp"
+#include "dptq/op_times.hpp"
 #include "dptq/quant.hpp"
 
 namespace dptq {
@@ -56,10 +58,6 @@ at::Tensor rotate_half(const at::Tensor& x) {
   return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
-at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
-}
-
 }  // namespace
 
 RopeTables rope_tables(const Model& model, int64_t n_positions) {
@@ -83,16 +81,45 @@ at::Tensor embed_tokens(const Model& model, const at::Tensor& ids) {
 namespace {
 
 // The activation quantizer of one site: per token, `bits` (>= 16: off), the plan's clip ratios.
+ActQuantConfig act_config(const QuantState& q, int bits) {
+  const QuantizerSettings& s = q.settings;
+  return {bits, s.act_asymmetric, bits <= 4 ? s.act_clip_4bit : s.act_clip_8bit, 0};
+}
+
 at::Tensor quant_act(const QuantState* q, const at::Tensor& x, int bits) {
   if (!q || bits >= 16) return x;
-  const QuantizerSettings& s = q->settings;
-  ActQuantConfig cfg{bits, s.act_asymmetric, bits <= 4 ? s.act_clip_4bit : s.act_clip_8bit, 0};
-  return fake_quant(x, cfg);
+  OpTimer timer("act fake-quant");
+  return fake_quant(x, act_config(*q, bits));
+}
+
+// One site's linear layer(s) on x = the site's (unquantized) input: the integer engine when it is
+// on and the site is quantized, else fake quantization and fp32 GEMMs with `weights` (fused
+// along the output dimension like the integer layer). Taps the site's quantized input.
+std::vector<at::Tensor> site_linear(const QuantState* qs, const IntLinear* il, const at::Tensor& x, int bits,
+                                    std::initializer_list<std::pair<const at::Tensor*, const at::Tensor*>> weights,
+                                    const std::function<void(const at::Tensor&)>& tap) {
+  std::vector<at::Tensor> ys;
+  if (il && qs && bits < 16) {
+    if (tap) tap(quant_act(qs, x, bits));
+    const at::Tensor y = int_linear(x, *il, act_config(*qs, bits)).to(x.scalar_type());
+    int64_t at = 0;
+    for (int64_t n : il->splits) {
+      ys.push_back(y.narrow(-1, at, n));
+      at += n;
+    }
+    return ys;
+  }
+  const at::Tensor xq = quant_act(qs, x, bits);
+  if (tap) tap(xq);
+  OpTimer timer("linear (float)");
+  for (const auto& [w, b] : weights) ys.push_back(b && b->defined() ? at::linear(xq, *w, *b) : at::linear(xq, *w));
+  return ys;
 }
 
 // The KV-cache quantizer on [heads, T, hd]: groups of min(128, hd) (or the plan's group size).
 at::Tensor quant_kv(const QuantState* q, const at::Tensor& x) {
   if (!q || !q->kv_quant || q->settings.kv_bits >= 16) return x;
+  OpTimer timer("kv fake-quant");
   const QuantizerSettings& s = q->settings;
   const int64_t hd = x.size(-1);
   ActQuantConfig cfg{s.kv_bits, true, s.kv_clip, s.kv_group_size > 0 ? s.kv_group_size : std::min<int64_t>(128, hd)};
@@ -145,47 +172,89 @@ at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h,
   };
 
   tap(kTapBlockInput, h);
-  const at::Tensor x = quant_act(qs, rms_norm(h, L.attn_norm, c.rms_eps), bits.qkv);
-  tap(kTapQkv, x);
-  at::Tensor q = linear(x, L.wq, L.bq).view({T, c.n_heads, hd}).transpose(0, 1);
-  at::Tensor k = linear(x, L.wk, L.bk).view({T, c.n_kv_heads, hd}).transpose(0, 1);
-  at::Tensor v = linear(x, L.wv, L.bv).view({T, c.n_kv_heads, hd}).transpose(0, 1);
-  const at::Tensor cos = rope.cos.narrow(0, 0, T), sin = rope.sin.narrow(0, 0, T);
-  q = q * cos + rotate_half(q) * sin;
-  k = k * cos + rotate_half(k) * sin;
+  const IntBlock* ib = qs && !qs->int_blocks.empty() ? &qs->int_blocks.at(size_t(layer)) : nullptr;
+  auto site_tap = [&](TapPoint p) -> std::function<void(const at::Tensor&)> {
+    if (!(want & p)) return {};
+    return [&, p](const at::Tensor& x) { taps->collect(layer, p, x); };
+  };
+  const int64_t nq = c.n_heads * hd;
+  at::Tensor xn;
+  {
+    OpTimer timer("rms_norm");
+    xn = rms_norm(h, L.attn_norm, c.rms_eps);
+  }
+  const std::vector<at::Tensor> qkv = site_linear(qs, ib ? &ib->qkv : nullptr, xn, bits.qkv,
+                                                  {{&L.wq, &L.bq}, {&L.wk, &L.bk}, {&L.wv, &L.bv}}, site_tap(kTapQkv));
+  at::Tensor q = qkv[0].reshape({T, c.n_heads, hd}).transpose(0, 1);
+  at::Tensor k = qkv[1].reshape({T, c.n_kv_heads, hd}).transpose(0, 1);
+  at::Tensor v = qkv[2].reshape({T, c.n_kv_heads, hd}).transpose(0, 1);
+  {
+    OpTimer timer("rope");
+    const at::Tensor cos = rope.cos.narrow(0, 0, T), sin = rope.sin.narrow(0, 0, T);
+    q = q * cos + rotate_half(q) * sin;
+    k = k * cos + rotate_half(k) * sin;
+  }
   if (qs) {
     // QuaRot: a head-wise rotation of queries and keys after RoPE leaves q·kᵀ unchanged and
     // spreads the keys' outliers before the KV-cache quantizer; V is rotated offline (R2 in v/o).
-    q = qs->k.apply(q);
-    k = quant_kv(qs, qs->k.apply(k));
+    {
+      OpTimer timer("online rotation");
+      q = qs->k.apply(q);
+      k = qs->k.apply(k);
+    }
+    k = quant_kv(qs, k);
     v = quant_kv(qs, v);
   }
   if (want & kTapK) tap(kTapK, k.transpose(0, 1).reshape({T, c.n_kv_heads * hd}));
   if (want & kTapV) tap(kTapV, v.transpose(0, 1).reshape({T, c.n_kv_heads * hd}));
-  // Causal attention; Mistral's sliding window additionally hides keys more than `window` back.
-  std::optional<at::Tensor> mask;
-  if (c.sliding_window > 0 && T > c.sliding_window) {
-    const at::Tensor i = at::arange(T, at::TensorOptions().device(h.device())).unsqueeze(1);
-    const at::Tensor j = at::arange(T, at::TensorOptions().device(h.device())).unsqueeze(0);
-    mask = (j <= i).logical_and(i - j < c.sliding_window);
+  at::Tensor o;
+  {
+    OpTimer timer("attention");
+    // Causal attention; Mistral's sliding window additionally hides keys more than `window` back.
+    std::optional<at::Tensor> mask;
+    if (c.sliding_window > 0 && T > c.sliding_window) {
+      const at::Tensor i = at::arange(T, at::TensorOptions().device(h.device())).unsqueeze(1);
+      const at::Tensor j = at::arange(T, at::TensorOptions().device(h.device())).unsqueeze(0);
+      mask = (j <= i).logical_and(i - j < c.sliding_window);
+    }
+    const at::Tensor attn = at::scaled_dot_product_attention(
+        q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), mask, /*dropout_p=*/0.0,
+        /*is_causal=*/!mask.has_value(), /*scale=*/1.0 / std::sqrt(double(hd)), /*enable_gqa=*/true);
+    o = attn.squeeze(0).transpose(0, 1).reshape({T, nq});
   }
-  const at::Tensor attn = at::scaled_dot_product_attention(
-      q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), mask, /*dropout_p=*/0.0,
-      /*is_causal=*/!mask.has_value(), /*scale=*/1.0 / std::sqrt(double(hd)), /*enable_gqa=*/true);
-  at::Tensor o = attn.squeeze(0).transpose(0, 1).reshape({T, c.n_heads * hd});
-  if (qs && qs->heads.defined())  // online rotation across heads: o [T, nh, hd] -> mix the nh axis
-    o = qs->heads.apply(o.view({T, c.n_heads, hd}).transpose(1, 2)).transpose(1, 2).reshape({T, c.n_heads * hd});
-  o = quant_act(qs, o, bits.o);
-  tap(kTapO, o);
-  const at::Tensor a = h + at::linear(o, L.wo);
+  if (qs && qs->heads.defined()) {  // online rotation across heads: o [T, nh, hd] -> mix the nh axis
+    OpTimer timer("online rotation");
+    o = qs->heads.apply(o.view({T, c.n_heads, hd}).transpose(1, 2)).transpose(1, 2).reshape({T, nq});
+  }
+  at::Tensor a = site_linear(qs, ib ? &ib->o : nullptr, o, bits.o, {{&L.wo, nullptr}}, site_tap(kTapO))[0];
+  {
+    OpTimer timer("residual add");
+    a = h + a;
+  }
   tap(kTapAttnResidual, a);
 
-  const at::Tensor y = quant_act(qs, rms_norm(a, L.mlp_norm, c.rms_eps), bits.gate_up);
-  tap(kTapGateUp, y);
-  at::Tensor g = at::silu(at::linear(y, L.w_gate)) * at::linear(y, L.w_up);
-  if (qs) g = quant_act(qs, qs->down.apply(g), bits.down);
-  tap(kTapDown, g);
-  at::Tensor out = a + at::linear(g, L.w_down);
+  at::Tensor yn;
+  {
+    OpTimer timer("rms_norm");
+    yn = rms_norm(a, L.mlp_norm, c.rms_eps);
+  }
+  const std::vector<at::Tensor> gu = site_linear(qs, ib ? &ib->gate_up : nullptr, yn, bits.gate_up,
+                                    {{&L.w_gate, nullptr}, {&L.w_up, nullptr}}, site_tap(kTapGateUp));
+  at::Tensor g;
+  {
+    OpTimer timer("silu * up");
+    g = at::silu(gu[0]) * gu[1];
+  }
+  if (qs && qs->down.defined()) {
+    OpTimer timer("online rotation");
+    g = qs->down.apply(g);
+  }
+  at::Tensor out = site_linear(qs, ib ? &ib->down : nullptr, g, qs ? bits.down : 16, {{&L.w_down, nullptr}},
+                               site_tap(kTapDown))[0];
+  {
+    OpTimer timer("residual add");
+    out = a + out;
+  }
   tap(kTapBlockOutput, out);
   return out;
 }
@@ -227,7 +296,12 @@ double stream_nll_sum(const Model& model, const at::Tensor& h_last, const at::Te
   double total = 0;
   for (int64_t s = 0; s < T - 1; s += kChunk) {
     const int64_t n = std::min(kChunk, T - 1 - s);
-    const at::Tensor logits = at::linear(hidden.narrow(0, s, n), model.impl().w.lm_head).to(at::kFloat);
+    at::Tensor logits;
+    {
+      OpTimer timer("lm_head");
+      logits = at::linear(hidden.narrow(0, s, n), model.impl().w.lm_head).to(at::kFloat);
+    }
+    OpTimer timer("log_softmax + nll");
     const at::Tensor logp = at::log_softmax(logits, -1);
     const at::Tensor tgt = targets.narrow(0, s + 1, n).unsqueeze(1);
     total -= logp.gather(1, tgt).sum().to(at::kDouble).item<double>();

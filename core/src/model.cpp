@@ -35,6 +35,18 @@ Device parse_device(const std::string& s) {
   throw Error(ErrorKind::InvalidArgument, "", "unknown device '" + s + "' (expected cpu, cuda or auto)");
 }
 
+DType parse_dtype(const std::string& s) {
+  if (s == "auto") return DType::Auto;
+  if (s == "fp32") return DType::F32;
+  if (s == "bf16") return DType::BF16;
+  throw Error(ErrorKind::InvalidArgument, "", "unknown dtype '" + s + "' (expected auto, fp32 or bf16)");
+}
+
+const char* model_dtype_name(const Model& model) {
+  const at::ScalarType t = model.impl().dtype;
+  return t == at::kBFloat16 ? "bf16" : t == at::kHalf ? "fp16" : "fp32";
+}
+
 namespace {
 
 const std::set<std::string> kArchs = {"llama", "mistral", "qwen2"};
@@ -340,9 +352,10 @@ at::Device resolve_device(Device d) {
 
 void place(Model::Impl& impl, const LoadOptions& opts) {
   impl.device = resolve_device(opts.device);
-  // fp32 on CPU; bf16 on GPU (DESIGN §3).
-  impl.dtype = impl.device.is_cuda() ? at::kBFloat16 : at::kFloat;
-  if (impl.device.is_cpu()) return;
+  // Auto: fp32 on CPU; bf16 on GPU (DESIGN §3).
+  impl.dtype = opts.dtype == DType::BF16 ? at::kBFloat16 : opts.dtype == DType::F32 ? at::kFloat
+               : impl.device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  if (impl.device.is_cpu() && impl.dtype == at::kFloat) return;
   auto mv = [&](at::Tensor& t) { if (t.defined()) t = t.to(impl.device, impl.dtype); };
   ModelWeights& w = impl.w;
   mv(w.embed); mv(w.final_norm);

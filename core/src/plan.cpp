@@ -133,7 +133,7 @@ uint64_t uniform_below(std::mt19937_64& rng, uint64_t n) {
 
 using Order = std::vector<int64_t>;
 
-Order rank_dynamicptq(std::vector<PlanBlock>& blocks, const PlanOptions& o) {
+Order rank_dynamicptq_jr(std::vector<PlanBlock>& blocks, const PlanOptions& o) {
   const int64_t L = static_cast<int64_t>(blocks.size());
   Order order(static_cast<size_t>(L));
   for (int64_t i = 0; i < L; ++i) order[size_t(i)] = i;
@@ -239,6 +239,78 @@ Order rank_random(std::vector<PlanBlock>& blocks, const PlanOptions& o) {
     blocks[size_t(chosen[r])].reason =
         "random choice, seed " + std::to_string(o.seed) + rank_text(int(r) + 1);
   return chosen;
+}
+
+std::vector<double> sensitivity_gain_of(const Trace& t) {
+  std::vector<double> g;
+  for (const SensitivityEntry& e : t.sensitivity.block) g.push_back(e.nll_gain);
+  return g;
+}
+
+// Blocks by `score` descending (NaN last), ties by lower index; top `budget`. `what` names the
+// score in the reasons ("injected-noise score 0.012", "measured NLL gain 0.034").
+Order rank_by_score(std::vector<PlanBlock>& blocks, const std::vector<double>& score, const std::string& what,
+                    int64_t budget) {
+  const int64_t L = static_cast<int64_t>(blocks.size());
+  Order order(static_cast<size_t>(L));
+  for (int64_t i = 0; i < L; ++i) order[size_t(i)] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t i, int64_t j) {
+    return cmp_desc(score[size_t(i)], score[size_t(j)]) < 0;
+  });
+  for (int64_t l = 0; l < L; ++l) blocks[size_t(l)].score = score[size_t(l)];
+  Order chosen(order.begin(), order.begin() + budget);
+  for (size_t r = 0; r < chosen.size(); ++r)
+    blocks[size_t(chosen[r])].reason = what + " " + num(score[size_t(chosen[r])]) + rank_text(int(r) + 1);
+  return chosen;
+}
+
+// Multiply-accumulates per token of the linear layers behind each site of block l (plan_cost's
+// shapes): qkv d·(o + kv), o o·d, gate_up 2·d·ff, down ff·d.
+std::array<double, 4> site_macs(const Trace& t, int64_t l) {
+  auto width = [&](Site s) { return double(t.sites[size_t(l)][size_t(s)].channel_absmax.size()); };
+  const double d = width(Site::Qkv), o = width(Site::O), ff = width(Site::Down), kv = width(Site::K) + width(Site::V);
+  if (d <= 0 || o <= 0 || ff <= 0 || kv <= 0)
+    throw Error(ErrorKind::InvalidArgument, "", "the trace has no site widths for block " + std::to_string(l));
+  return {d * (o + kv), o * d, 2 * d * ff, ff * d};
+}
+
+// Site-level plan: sites by value per MAC, highest first, each taken while the 8-bit MAC share
+// stays within `share`. A block's rank is the order of its first chosen site. Sets bits directly.
+void choose_sites(std::vector<PlanBlock>& blocks, const Trace& t, const std::vector<std::array<double, 4>>& value,
+                  const std::string& what, double share) {
+  const int64_t L = static_cast<int64_t>(blocks.size());
+  struct Cand { int64_t l; int s; double v, macs; };
+  std::vector<Cand> c;
+  double total = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    const auto m = site_macs(t, l);
+    for (int s = 0; s < 4; ++s) {
+      total += m[size_t(s)];
+      c.push_back({l, s, value[size_t(l)][size_t(s)], m[size_t(s)]});
+    }
+  }
+  std::stable_sort(c.begin(), c.end(), [](const Cand& a, const Cand& b) {
+    return cmp_desc(a.v / a.macs, b.v / b.macs) < 0;
+  });
+  static const char* names[4] = {"qkv", "o", "gate_up", "down"};
+  double used = 0;
+  int rank = 0;
+  for (const Cand& x : c) {
+    if (!std::isfinite(x.v) || x.v <= 0) break;  // nothing left that is predicted to help
+    if ((used + x.macs) / total > share + 1e-12) continue;
+    used += x.macs;
+    PlanBlock& b = blocks[size_t(x.l)];
+    int* field[4] = {&b.bits.qkv, &b.bits.o, &b.bits.gate_up, &b.bits.down};
+    *field[x.s] = 8;
+    if (!b.selected) {
+      b.selected = true;
+      b.rank = ++rank;
+      b.reason = "sites";
+    }
+    b.reason += std::string(" ") + names[x.s] + " (" + what + " " + num(x.v) + ")";
+  }
+  for (PlanBlock& b : blocks)
+    if (b.selected) b.reason += rank_text(b.rank);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -360,6 +432,7 @@ ojson to_json(const Plan& p) {
   pol["budget"] = p.policy.budget >= 0 ? ojson(p.policy.budget) : ojson(nullptr);
   pol["jr_threshold"] =
       std::isnan(p.policy.jr_threshold) ? ojson(nullptr) : number_json(p.policy.jr_threshold);
+  if (!std::isnan(p.policy.budget_macs)) pol["budget_macs"] = number_json(p.policy.budget_macs);  // 1.1
   pol["seed"] = p.policy.seed;
   pol["manual_blocks"] = p.policy.manual_blocks;
   j["policy"] = pol;
@@ -540,6 +613,10 @@ Plan from_json(const ojson& j, const std::string& file) {
     const std::string pre = "policy";
     const ojson& q = r.object(j, "", "policy");
     p.policy.name = r.string(q, pre, "name");
+    // 1.0 files name the first reading "dynamicptq"; since 1.1 that rule is "dynamicptq-jr" and
+    // "dynamicptq" ranks by the dynamics score (docs/plan-format.md, Versioning). The blocks and
+    // bits of a file never depend on the rule, only the recorded name does.
+    if (p.version_minor == 0 && p.policy.name == "dynamicptq") p.policy.name = "dynamicptq-jr";
     if (!is_one_of(p.policy.name, kPlanPolicies))
       r.bad("field \"policy.name\" is \"" + p.policy.name +
             "\" (known: " + join_names(kPlanPolicies) + ")");
@@ -549,6 +626,7 @@ Plan from_json(const ojson& j, const std::string& file) {
       r.bad("field \"policy.budget\" is " + std::to_string(p.policy.budget) +
             "; it must be >= 0 (null = unset)");
     p.policy.jr_threshold = r.number(q, pre, "jr_threshold");
+    if (q.contains("budget_macs")) p.policy.budget_macs = r.number(q, pre, "budget_macs");  // since 1.1
     p.policy.seed = r.unsigned_int(q, pre, "seed");
     const ojson& manual = r.array(q, pre, "manual_blocks");
     for (size_t i = 0; i < manual.size(); ++i)
@@ -650,11 +728,24 @@ Plan make_plan(const Trace& trace, const PlanOptions& o) {
         " (the trace has " + std::to_string(L) + " blocks)");
   if (o.policy != "manual" && !o.manual_blocks.empty())
     bad("a block list is only for policy manual (policy is " + o.policy + ")");
-  if (o.policy == "dynamicptq") {
+  const bool has_macs = !std::isnan(o.budget_macs);
+  if (has_macs && o.policy != "dynamicptq" && o.policy != "measured")
+    bad("a MAC budget (site-level plan) is for policies dynamicptq and measured (policy is " + o.policy + ")");
+  if (has_macs && !(o.budget_macs > 0 && o.budget_macs <= 1))
+    bad("MAC budget " + num(o.budget_macs) + " is outside (0, 1]");
+  if (has_macs && has_budget) bad("give a block budget or a MAC budget, not both");
+  if (o.policy == "measured" && !trace.has_sensitivity)
+    bad("policy measured needs a trace with measured sensitivity (dptq sensitivity MODEL --out TRACE)");
+  if (o.policy == "measured" && has_macs && !trace.sensitivity.has_sites)
+    bad("a site-level measured plan needs site sensitivities (dptq sensitivity without --blocks-only)");
+  if (o.policy == "dynamicptq-jr") {
     if (has_budget && has_threshold)
-      bad("policy dynamicptq takes a budget or a JR threshold, not both");
+      bad("policy dynamicptq-jr takes a budget or a JR threshold, not both");
     if (!has_budget && !has_threshold)
-      bad("policy dynamicptq needs a budget (number of 8-bit blocks) or a JR threshold");
+      bad("policy dynamicptq-jr needs a budget (number of 8-bit blocks) or a JR threshold");
+  } else if (o.policy == "dynamicptq" || o.policy == "measured") {
+    if (has_threshold) bad("policy " + o.policy + " takes no JR threshold (only dynamicptq-jr does)");
+    if (!has_budget && !has_macs) bad("policy " + o.policy + " needs a budget (number of 8-bit blocks) or a MAC budget");
   } else if (o.policy == "manual") {
     if (has_budget || has_threshold)
       bad("policy manual takes a block list, not a budget or a JR threshold");
@@ -667,7 +758,7 @@ Plan make_plan(const Trace& trace, const PlanOptions& o) {
       seen[size_t(m)] = true;
     }
   } else {
-    if (has_threshold) bad("policy " + o.policy + " takes no JR threshold (only dynamicptq does)");
+    if (has_threshold) bad("policy " + o.policy + " takes no JR threshold (only dynamicptq-jr does)");
     if (!has_budget) bad("policy " + o.policy + " needs a budget (number of 8-bit blocks)");
   }
 
@@ -681,6 +772,7 @@ Plan make_plan(const Trace& trace, const PlanOptions& o) {
   p.policy.name = o.policy;
   p.policy.budget = o.budget;
   p.policy.jr_threshold = o.jr_threshold;
+  p.policy.budget_macs = o.budget_macs;
   p.policy.seed = o.policy == "random" ? o.seed : 0;
   p.policy.manual_blocks = o.manual_blocks;
   p.trace.path = o.trace_path;
@@ -702,9 +794,31 @@ Plan make_plan(const Trace& trace, const PlanOptions& o) {
     b.disappearance = s.disappearance;
   }
 
+  if (has_macs) {  // site-level: choose_sites sets bits, selection and ranks itself
+    std::vector<std::array<double, 4>> value;
+    std::string what;
+    if (o.policy == "measured") {
+      for (const auto& row : trace.sensitivity.site)
+        value.push_back({row[0].nll_gain, row[1].nll_gain, row[2].nll_gain, row[3].nll_gain});
+      for (int64_t l = 0; l < L; ++l) p.blocks[size_t(l)].score = trace.sensitivity.block[size_t(l)].nll_gain;
+      what = "measured NLL gain";
+    } else {
+      const std::vector<double> sc = dynamics_score(trace, kDefaultDynamicsScore, &value);
+      for (int64_t l = 0; l < L; ++l) p.blocks[size_t(l)].score = sc[size_t(l)];
+      what = std::string(kDefaultDynamicsScore);
+    }
+    choose_sites(p.blocks, trace, value, what, o.budget_macs);
+    return p;
+  }
+
   Order chosen;
   if (o.policy == "dynamicptq")
-    chosen = rank_dynamicptq(p.blocks, o);
+    chosen = rank_by_score(p.blocks, dynamics_score(trace, kDefaultDynamicsScore),
+                           std::string(kDefaultDynamicsScore) + " score", o.budget);
+  else if (o.policy == "measured")
+    chosen = rank_by_score(p.blocks, sensitivity_gain_of(trace), "measured NLL gain", o.budget);
+  else if (o.policy == "dynamicptq-jr")
+    chosen = rank_dynamicptq_jr(p.blocks, o);
   else if (o.policy == "hsnr")
     chosen = rank_hsnr(p.blocks, o);
   else if (o.policy == "first-last")
@@ -806,6 +920,7 @@ std::string plan_summary(const Plan& p) {
   s << "policy " << p.policy.name;
   if (p.policy.budget >= 0) s << ", budget " << p.policy.budget;
   if (!std::isnan(p.policy.jr_threshold)) s << ", JR threshold " << num(p.policy.jr_threshold);
+  if (!std::isnan(p.policy.budget_macs)) s << ", MAC budget " << num(p.policy.budget_macs) << " (site-level)";
   if (p.policy.name == "random") s << ", seed " << p.policy.seed;
   if (p.policy.name == "manual") {
     s << ", blocks";
@@ -889,6 +1004,36 @@ std::vector<int64_t> selected_blocks(const Plan& plan) {
     order[size_t(b.rank - 1)] = b.index;
   }
   return order;
+}
+
+std::vector<double> dynamics_score(const Trace& t, const std::string& name, std::vector<std::array<double, 4>>* site_scores) {
+  if (!is_one_of(name, kDynamicsScores))
+    throw Error(ErrorKind::InvalidArgument, "", "unknown dynamics score \"" + name + "\" (known: " + join_names(kDynamicsScores) + ")");
+  const size_t L = t.blocks.size();
+  std::vector<double> score(L, 0.0);
+  std::vector<std::array<double, 4>> parts(L, {0, 0, 0, 0});
+  if (name == "hsnr-mlp-max") {
+    for (size_t l = 0; l < L; ++l) {
+      score[l] = -t.blocks[l].hsnr4_mlp_db.max;
+      parts[l].fill(score[l]);
+    }
+  } else {
+    if (t.sites.size() != L) throw Error(ErrorKind::InvalidArgument, "", "the trace has no site statistics");
+    // docs/metrics.md §9: the 4-bit noise-to-signal power of each site's input, 10^(−SQNR4/10),
+    // injected relative to the sublayer's output; "injected-noise" scales it by the square of the
+    // sublayer's mean Jump Ratio (that output's size relative to the residual stream).
+    for (size_t l = 0; l < L; ++l) {
+      const BlockStats& b = t.blocks[l];
+      const double jr[4] = {b.jump_ratio_attn.mean, b.jump_ratio_attn.mean, b.jump_ratio_mlp.mean, b.jump_ratio_mlp.mean};
+      for (int s = 0; s < 4; ++s) {
+        const double nsr = std::pow(10.0, -t.sites[l][size_t(s)].sqnr4_db / 10.0);
+        parts[l][size_t(s)] = name == "site-nsr" ? nsr : jr[s] * jr[s] * nsr;
+        score[l] += parts[l][size_t(s)];
+      }
+    }
+  }
+  if (site_scores) *site_scores = std::move(parts);
+  return score;
 }
 
 PlanCost plan_cost(const Plan& plan, const Trace& trace) {

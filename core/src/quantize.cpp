@@ -404,6 +404,7 @@ void quantize_model(Model& model, const Plan& plan, const QuantizeOptions& o, Pr
     else rtn_weights(model, *qs, o, progress);
   }
   set_activation_plan(model, plan, plan_where);
+  set_engine(model, Engine::Int);  // where supported; else the model stays on the fake engine
 }
 
 // ------------------------------------------------------------------------------ oracle

@@ -270,6 +270,16 @@ void validate(const Trace& t, const std::string& target) {
             std::to_string(t.sites[l][s].channel_absmax.size()) + " entries, sites[0] has " +
             std::to_string(C));
   }
+  if (t.has_sensitivity) {
+    const Sensitivity& sv = t.sensitivity;
+    if (sv.block.size() != L)
+      bad("sensitivity.block has " + std::to_string(sv.block.size()) + " rows, expected " + std::to_string(L));
+    if (sv.has_sites ? sv.site.size() != L : !sv.site.empty())
+      bad("sensitivity.site has " + std::to_string(sv.site.size()) + " rows, expected " +
+          std::to_string(sv.has_sites ? L : 0));
+    for (const std::string* str : {&sv.method, &sv.text_source, &sv.window_mode, &sv.created_utc})
+      if (has_nul(*str)) bad("a sensitivity string contains a NUL byte");
+  }
   for (size_t p = 0; p < t.phases.size(); ++p) {
     const Phase& ph = t.phases[p];
     if (ph.first_stream < 0 || ph.first_stream > ph.last_stream ||
@@ -552,6 +562,46 @@ void write_contents(Writer& w, const Trace& t) {
     w.dataset(
         "/phases", {P, 2}, ph.data(),
         "maximal runs of streams with massive activations: [first_stream, last_stream], inclusive");
+  }
+
+  // --- /sensitivity (1.1, optional): measured gain of 8-bit activations per block and site
+  if (t.has_sensitivity) {
+    const Sensitivity& sv = t.sensitivity;
+    w.group("/sensitivity",
+            "measured decrease of mean NLL / KL(FP||quant) when one block or site goes 4 -> 8 bits");
+    w.attr_string("/sensitivity", "method", sv.method);
+    w.attr_string("/sensitivity", "text_source", sv.text_source);
+    w.attr_string("/sensitivity", "window_mode", sv.window_mode);
+    w.attr("/sensitivity", "windows", sv.windows);
+    w.attr("/sensitivity", "seqlen", sv.seqlen);
+    w.attr("/sensitivity", "tokens", sv.tokens);
+    w.attr("/sensitivity", "seed", sv.seed);
+    w.attr_string("/sensitivity", "created_utc", sv.created_utc);
+    w.attr("/sensitivity", "fp_nll", sv.fp_nll);
+    w.attr("/sensitivity", "base_nll", sv.base_nll);
+    w.attr("/sensitivity", "base_kl", sv.base_kl);
+    auto write_entries = [&](const std::string& g, const std::vector<hsize_t>& dims,
+                             const std::vector<const SensitivityEntry*>& e, const char* what) {
+      w.group(g, what);
+      std::vector<double> v(e.size());
+      const std::pair<const char*, double SensitivityEntry::*> fields[] = {
+          {"nll_gain", &SensitivityEntry::nll_gain}, {"nll_gain_se", &SensitivityEntry::nll_gain_se},
+          {"kl_gain", &SensitivityEntry::kl_gain}, {"kl_gain_se", &SensitivityEntry::kl_gain_se}};
+      for (const auto& [name, member] : fields) {
+        for (size_t i = 0; i < e.size(); ++i) v[i] = e[i]->*member;
+        w.dataset(g + "/" + name, dims, v.data());
+      }
+    };
+    std::vector<const SensitivityEntry*> rows_b;
+    for (const SensitivityEntry& e : sv.block) rows_b.push_back(&e);
+    write_entries("/sensitivity/block", {L}, rows_b, "block l alone at 8 bits (all four sites), [L]");
+    if (sv.has_sites) {
+      std::vector<const SensitivityEntry*> rows_s;
+      for (const auto& row : sv.site)
+        for (const SensitivityEntry& e : row) rows_s.push_back(&e);
+      write_entries("/sensitivity/site", {L, hsize_t(kNumPlanSites)}, rows_s,
+                    "one site of block l alone at 8 bits, [L, 4]: qkv, o, gate_up, down");
+    }
   }
 }
 
@@ -896,6 +946,39 @@ Trace read_contents(const Reader& r) {
               std::to_string(L) + "]");
       t.phases.push_back(phase);
     }
+  }
+
+  // --- sensitivity (optional since 1.1)
+  if (r.exists("/sensitivity")) {
+    Sensitivity& sv = t.sensitivity;
+    const std::string g = "/sensitivity";
+    sv.method = r.attr_string(g, "method");
+    sv.text_source = r.attr_string(g, "text_source");
+    sv.window_mode = r.attr_string(g, "window_mode");
+    sv.windows = r.attr<int64_t>(g, "windows");
+    sv.seqlen = r.attr<int64_t>(g, "seqlen");
+    sv.tokens = r.attr<int64_t>(g, "tokens");
+    sv.seed = r.attr<uint64_t>(g, "seed");
+    sv.created_utc = r.attr_string(g, "created_utc");
+    sv.fp_nll = r.attr<double>(g, "fp_nll");
+    sv.base_nll = r.attr<double>(g, "base_nll");
+    sv.base_kl = r.attr<double>(g, "base_kl");
+    auto read_entries = [&](const std::string& grp, const std::vector<hsize_t>& dims) {
+      const auto a = r.read<double>(grp + "/nll_gain", dims), b = r.read<double>(grp + "/nll_gain_se", dims),
+                 c = r.read<double>(grp + "/kl_gain", dims), d = r.read<double>(grp + "/kl_gain_se", dims);
+      std::vector<SensitivityEntry> e(a.size());
+      for (size_t i = 0; i < a.size(); ++i) e[i] = {a[i], b[i], c[i], d[i]};
+      return e;
+    };
+    sv.block = read_entries(g + "/block", {L});
+    sv.has_sites = r.exists(g + "/site");
+    if (sv.has_sites) {
+      const auto e = read_entries(g + "/site", {L, hsize_t(kNumPlanSites)});
+      sv.site.resize(L);
+      for (hsize_t l = 0; l < L; ++l)
+        for (int s = 0; s < kNumPlanSites; ++s) sv.site[l][size_t(s)] = e[l * kNumPlanSites + size_t(s)];
+    }
+    t.has_sensitivity = true;
   }
   return t;
 }

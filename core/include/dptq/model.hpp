@@ -59,9 +59,19 @@ struct ModelInfo {
 enum class Device { Cpu, Cuda, Auto };
 Device parse_device(const std::string& s);  // "cpu" | "cuda" | "auto"; throws InvalidArgument
 
+// Compute dtype of the weights and activations. Auto: fp32 on CPU (exact, what every test and
+// result uses), bf16 on CUDA (DESIGN §3). Bf16 on CPU is a faster approximation (AVX-512 BF16):
+// its perplexity differs from fp32 in the second or third decimal (docs/benchmarks.md).
+enum class DType { Auto, F32, BF16 };
+DType parse_dtype(const std::string& s);  // "auto" | "fp32" | "bf16"; throws InvalidArgument
+
 struct LoadOptions {
   Device device = Device::Cpu;
+  DType dtype = DType::Auto;
 };
+class Model;
+const char* model_dtype_name(const Model& model);  // "fp32" | "bf16" | "fp16"
+
 
 class Model {
  public:

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "dptq/int_engine.hpp"
 #include "dptq/model.hpp"
 #include "dptq/plan.hpp"
 #include "dptq/weight_quant.hpp"
@@ -88,6 +89,7 @@ struct QuantState {
   at::Tensor r1;               // [d, d] fused (provenance)
   Plan plan;                   // the plan whose bits are in act_bits
   std::map<std::string, QuantizedWeight> qweights;  // HF weight name -> codes / scales
+  std::vector<IntBlock> int_blocks;  // per block when the integer engine is on (set_engine), else empty
 };
 
 struct Model::Impl {

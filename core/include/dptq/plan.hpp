@@ -20,9 +20,15 @@
 //
 // Policies (exact definitions, including what is this project's reading of the DynamicPTQ paper,
 // whose code is not public: docs/plan-format.md):
-//   dynamicptq  phase-boundary blocks (emergence / disappearance) first, then JR p99 descending,
-//               ties by lowest HSNR4 p1 (dB), then by lower block index; top `budget` blocks, or
-//               with `jr_threshold` every boundary block plus every block with JR p99 >= X
+//   dynamicptq  the dynamics score kDefaultDynamicsScore (dynamics_score below; formula and the
+//               reasoning behind it: docs/metrics.md §9), highest first, ties by lower index;
+//               top `budget` blocks, or with `budget_macs` single sites (site-level plan)
+//   dynamicptq-jr  the first reading: phase-boundary blocks (emergence / disappearance) first,
+//               then JR p99 descending, ties by lowest HSNR4 p1 (dB), then by lower block index;
+//               top `budget` blocks, or with `jr_threshold` every boundary block plus every block
+//               with JR p99 >= X
+//   measured    the trace's measured sensitivity (dptq sensitivity; NLL gain), highest first; with
+//               `budget_macs` single sites by measured site gain per multiply-accumulate
 //   hsnr        lowest HSNR4 p1 (dB) first (ties: higher JR p99, then lower index); top `budget`
 //   first-last  the first ceil(k/2) and the last floor(k/2) blocks
 //   manual      exactly `manual_blocks`, ranked in list order
@@ -32,6 +38,7 @@
 // A selected block gets 8 bits at all four sites; every other block keeps 4. Weights and the KV
 // cache stay 4-bit in every block.
 #pragma once
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -45,11 +52,15 @@ namespace dptq {
 
 inline constexpr const char* kPlanFormat = "dptq-plan";
 inline constexpr int kPlanVersionMajor = 1;
-inline constexpr int kPlanVersionMinor = 0;
+inline constexpr int kPlanVersionMinor = 1;  // 1.1: policy.budget_macs
 
 // Names accepted for PlanOptions::policy / PlanPolicy::name and Plan::base_method.
-inline constexpr const char* kPlanPolicies[] = {"dynamicptq", "hsnr", "first-last", "manual",
-                                                "random", "oracle"};
+inline constexpr const char* kPlanPolicies[] = {"dynamicptq", "dynamicptq-jr", "measured", "hsnr",
+                                                "first-last", "manual", "random", "oracle"};
+// Dynamics-only block scores (higher = more sensitive; docs/metrics.md §9). dynamicptq uses the
+// default; the others are kept so `dptq report --proxies` can show them against measured gains.
+inline constexpr const char* kDynamicsScores[] = {"injected-noise", "site-nsr", "hsnr-mlp-max"};
+inline constexpr const char* kDefaultDynamicsScore = "injected-noise";
 inline constexpr const char* kBaseMethods[] = {"quarot-rtn", "quarot-gptq", "rtn", "gptq", "none"};
 
 // Activation bits at the input of q/k/v_proj, o_proj, gate/up_proj and down_proj; 4 or 8.
@@ -95,6 +106,8 @@ struct PlanPolicy {
   int64_t budget = -1;              // k; -1 when unset (threshold mode, manual)
   // NaN when unset (budget mode, other policies).
   double jr_threshold = std::numeric_limits<double>::quiet_NaN();
+  // Site-level budget: share (0, 1] of the linear layers' MACs with 8-bit inputs; NaN when unset.
+  double budget_macs = std::numeric_limits<double>::quiet_NaN();
   uint64_t seed = 0;                   // random policy only (0 otherwise)
   std::vector<int64_t> manual_blocks;  // manual policy only, in the order given
 };
@@ -125,8 +138,11 @@ struct Plan {
 struct PlanOptions {
   std::string policy = "dynamicptq";  // one of kPlanPolicies
   int64_t budget = -1;                // -1 = unset
-  // NaN = unset; dynamicptq only.
+  // NaN = unset; dynamicptq-jr only.
   double jr_threshold = std::numeric_limits<double>::quiet_NaN();
+  // NaN = unset; dynamicptq and measured only: a site-level plan whose 8-bit sites take at most
+  // this share of the linear layers' multiply-accumulates (plan_cost), chosen greedily.
+  double budget_macs = std::numeric_limits<double>::quiet_NaN();
   std::vector<int64_t> manual_blocks;  // manual policy only
   uint64_t seed = 0;                   // random policy only
   std::string base_method;             // "" = from the trace: "quarot-rtn" if it was profiled
@@ -142,6 +158,13 @@ struct PlanOptions {
 // block out of range (naming it and 0..L-1) or listed twice, a block list given to another policy
 // or budget / threshold given to manual. The seed is recorded for random only (0 otherwise).
 Plan make_plan(const Trace& trace, const PlanOptions& options);
+
+// Per-block dynamics score `name` (one of kDynamicsScores), higher = predicted more sensitive;
+// InvalidArgument for an unknown name. `site_scores` (optional) gets the per-site parts [L][4]
+// (qkv, o, gate_up, down) where the score is a sum over sites (injected-noise, site-nsr), else
+// the block score at every site.
+std::vector<double> dynamics_score(const Trace& trace, const std::string& name,
+                                   std::vector<std::array<double, 4>>* site_scores = nullptr);
 
 // Checks the invariants every plan file holds; throws Error(InvalidArgument, where, ...) on the
 // first problem: format name, bits not in {4, 8} (any site, weights, activations, KV), clip ratios

@@ -76,6 +76,19 @@ void quantize_model(Model& model, const Plan& plan, const QuantizeOptions& opts,
 // plan's (weights untouched; weight_bits must equal the model's). Throws InvalidArgument.
 void set_activation_plan(Model& model, const Plan& plan, const std::string& plan_where = "");
 
+// The arithmetic of a quantized model's linear layers (dptq/int_engine.hpp). Fake: fp32 GEMMs on
+// dequantized activations and weights (the simulation every paper reports). Int: the same sums
+// computed exactly in int8 with int32 accumulation (oneDNN), logits equal within fp32 rounding.
+// quantize_model and load_quantized_checkpoint select Int where it is supported.
+enum class Engine { Fake, Int };
+Engine parse_engine(const std::string& s);  // "int" | "fake"; throws InvalidArgument
+const char* engine_name(Engine e);
+// Switches `model`'s engine; returns the one in use. Int needs a CPU model with quantized
+// activations and symmetric per-channel weight codes of at most 8 bits: otherwise the model stays
+// on Fake and *why (when given) says why.
+Engine set_engine(Model& model, Engine engine, std::string* why = nullptr);
+Engine model_engine(const Model& model);  // Fake for an FP model
+
 bool is_quantized(const Model& model);
 // "quarot-rtn W4A4KV4, 8-bit activations in blocks 0, 3 (2 of 30)" or "FP (not quantized)".
 std::string quant_summary(const Model& model);

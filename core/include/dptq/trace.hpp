@@ -11,6 +11,8 @@
 //   write_trace / read_trace   HDF5 I/O (format "dptq-trace", version kTraceVersionMajor.Minor);
 //                              file layout, dtypes and versioning rules: docs/trace-format.md
 //   mark_phases                phases and emergence / disappearance marks from has_massive
+//   SensitivityEntry / Sensitivity   measured per-block and per-site gain of 8-bit activations
+//                              (optional, version 1.1; filled by dptq/sensitivity.hpp)
 //
 // Naming: fields are named as in docs/metrics.md and as the HDF5 datasets: blocks[l].jump_ratio.p99
 // is row l of /blocks/jump_ratio/p99, sites[l][Site::Down].sqnr4_db of /sites/down/sqnr4_db.
@@ -25,7 +27,7 @@ namespace dptq {
 
 inline constexpr const char* kTraceFormat = "dptq-trace";
 inline constexpr int kTraceVersionMajor = 1;
-inline constexpr int kTraceVersionMinor = 0;
+inline constexpr int kTraceVersionMinor = 1;  // 1.1: optional /sensitivity
 
 struct Aggregate {
   double mean = 0, min = 0, max = 0;
@@ -103,12 +105,39 @@ struct Phase {
   int64_t first_stream = 0, last_stream = 0;  // maximal run of streams h_l with massive activations
 };
 
+// Measured gain of 8-bit activations (docs/metrics.md §8): with every site of every block at 4
+// bits (W4A4KV4) as the base, switch one block (all four sites) or one site to 8 bits and measure
+// the decrease of the mean next-token NLL and of the mean KL(FP ‖ quantized) of the final logits.
+// Positive = 8 bits help. `*_se` = standard error of the mean over windows (NaN for one window).
+struct SensitivityEntry {
+  double nll_gain = 0, nll_gain_se = 0;  // nats per predicted token
+  double kl_gain = 0, kl_gain_se = 0;    // nats per predicted token
+};
+inline constexpr int kNumPlanSites = 4;  // qkv, o, gate_up, down (the first four kSiteNames)
+
+struct Sensitivity {
+  std::string method;         // base method of the quantized model ("quarot-rtn", ...)
+  std::string text_source;    // calibration text path or "builtin"
+  std::string window_mode;    // "random" (seeded crops, as profile) or "sequential" (ppl protocol)
+  int64_t windows = 0, seqlen = 0, tokens = 0;
+  uint64_t seed = 0;
+  std::string created_utc;
+  double fp_nll = 0;          // mean NLL of the FP model on these windows
+  double base_nll = 0;        // mean NLL with every block at 4 bits
+  double base_kl = 0;         // mean KL(FP ‖ base)
+  bool has_sites = false;     // site rows measured (else `site` is empty)
+  std::vector<SensitivityEntry> block;                              // [L]
+  std::vector<std::array<SensitivityEntry, kNumPlanSites>> site;    // [L][qkv, o, gate_up, down] or empty
+};
+
 struct Trace {
   TraceMeta meta;
   std::vector<StreamStats> streams;                  // L + 1
   std::vector<BlockStats> blocks;                    // L
   std::vector<std::array<SiteStats, kNumSites>> sites;  // L x 6
   std::vector<Phase> phases;
+  bool has_sensitivity = false;  // /sensitivity present (version >= 1.1 and measured)
+  Sensitivity sensitivity;       // valid when has_sensitivity
 };
 
 // Atomic write: "<path>.tmp-<pid>" in the same folder, flush, close, fsync, rename over `path`; on any

@@ -1,0 +1,23 @@
+// cli/commands.hpp — `dptq` subcommands that live outside main.cpp (issue 12: measured
+// sensitivity and the proxy screen). main.cpp registers them and dispatches; errors are
+// dptq::Error, turned into one line and exit code 2 by main.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace dptq_cli {
+
+// Adds `dptq sensitivity MODEL --method M --calib FILE|builtin [--windows N --seqlen S]
+// [--sequential] [--blocks-only] --out TRACE.h5` to `app` (its options live in static storage);
+// `as_json` is the shared --json flag. Returns the subcommand: run it when `*sub` after parsing.
+CLI::App* add_sensitivity_command(CLI::App& app, bool& as_json);
+int run_sensitivity_command(bool as_json);
+
+// `dptq report TRACE --proxies [--gain nll|kl] [--permutations N] [--json]`: Spearman / Kendall
+// of every per-block trace metric against the trace's measured gain, with permutation p-values.
+int cmd_report_proxies(const std::string& trace_path, const std::string& gain_metric, int64_t permutations,
+                       bool as_json);
+
+}  // namespace dptq_cli

@@ -1,0 +1,55 @@
+// dptq/int_engine.hpp — the integer engine of a quantized model (DESIGN §5, docs/benchmarks.md):
+// its linear layers multiply per-token activation codes by per-channel weight codes exactly, in
+// int8 with int32 accumulation (oneDNN through LibTorch's at::_int_mm), instead of fp32 GEMMs on
+// dequantized values (the "fake" engine). Include only from translation units that need tensors.
+//
+// With activation codes q (per token t: scale s_t, zero point z_t) and symmetric weight codes c
+// (per output channel n: scale w_n), the fake engine computes in fp32
+//     y[t, n] = Σ_k s_t (q[t, k] - z_t) · w_n c[n, k]
+// and the integer engine the same sum exactly:
+//     y[t, n] = float(Σ_k q'[t, k] c[n, k] + o_t · Σ_k c[n, k]) · (s_t · w_n) (+ bias[n])
+// where q' = q - shift are the codes moved into int8 (shift 2^(b-1) for asymmetric codes) and
+// o_t = shift - z_t (ActCodes). The integer sum is exact, so the two engines differ only by the
+// fp32 rounding of the fake GEMM's accumulation (tests/test_int_engine.cpp).
+//
+// Layers sharing an input run as one GEMM: q/k/v (one [nq + 2 nkv, d] matrix) and gate/up.
+// Sites whose activations are not quantized (bits >= 16) keep the fp32 path.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "dptq/quant.hpp"
+
+namespace dptq {
+
+struct QuantState;
+struct QuantizedWeight;
+
+// One integer linear layer (possibly several fused along the output dimension).
+struct IntLinear {
+  at::Tensor codes;   // int8 [N, K], row-major (the GEMM reads it as the K x N operand codesᵀ)
+  at::Tensor scale;   // fp32 [N], per output channel
+  at::Tensor colsum;  // int32 [N], Σ_k codes[n, k]
+  at::Tensor bias;    // fp32 [N] or undefined
+  std::vector<int64_t> splits;  // output widths of the fused layers, in order
+};
+
+struct IntBlock {
+  IntLinear qkv, o, gate_up, down;
+};
+
+// Symmetric per-channel weights stacked along the output dimension (biases optional, may be
+// undefined individually: zeros are used where one is missing and another is present). Returns
+// an empty reason and fills `out`, or the reason it cannot (asymmetric or grouped weights, more
+// than 8 bits, mismatched inputs).
+std::string make_int_linear(const std::vector<const QuantizedWeight*>& parts, const std::vector<at::Tensor>& biases,
+                            IntLinear& out);
+
+// y [T, N] fp32 = the integer product of act codes of x [T, K] under `cfg` with `w`.
+at::Tensor int_linear(const at::Tensor& x, const IntLinear& w, const ActQuantConfig& cfg);
+// The same from codes already computed (for layers sharing an input).
+at::Tensor int_linear(const ActCodes& a, const IntLinear& w);
+
+}  // namespace dptq

@@ -1,0 +1,235 @@
+// The integer engine (dptq/int_engine.hpp): exact int8 x int8 -> int32 products of activation and
+// weight codes through at::_int_mm (oneDNN on CPU), scales and zero points in one epilogue pass.
+#include "dptq/int_engine.hpp"
+
+#include <ATen/Parallel.h>
+
+#include <map>
+#include <mutex>
+
+#include "dptq/error.hpp"
+#include "dptq/model_torch.hpp"
+#include "dptq/op_times.hpp"
+#include "dptq/quantize.hpp"
+#include "dptq/weight_quant.hpp"
+
+namespace dptq {
+
+std::string make_int_linear(const std::vector<const QuantizedWeight*>& parts, const std::vector<at::Tensor>& biases,
+                            IntLinear& out) {
+  if (parts.empty()) return "no weights";
+  std::vector<at::Tensor> codes, scales, bias;
+  bool any_bias = false;
+  for (const at::Tensor& b : biases) any_bias = any_bias || b.defined();
+  const int64_t K = parts[0]->codes.size(-1);
+  out.splits.clear();
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const QuantizedWeight& w = *parts[i];
+    if (!w.symmetric) return "asymmetric weight codes";
+    if (w.group_size != 0) return "group-wise weight scales";
+    if (w.bits > 8) return std::to_string(w.bits) + "-bit weights";
+    if (w.codes.dim() != 2 || w.codes.scalar_type() != at::kChar || w.codes.size(1) != K || w.scales.dim() != 1 ||
+        w.scales.size(0) != w.codes.size(0))
+      return "weight codes and scales of unexpected shapes";
+    codes.push_back(w.codes.to(at::kCPU));
+    scales.push_back(w.scales.to(at::kCPU, at::kFloat));
+    out.splits.push_back(w.codes.size(0));
+    if (any_bias) {
+      const at::Tensor b = i < biases.size() ? biases[i] : at::Tensor();
+      bias.push_back(b.defined() ? b.to(at::kCPU, at::kFloat).reshape({-1}) : at::zeros({w.codes.size(0)}, at::kFloat));
+      if (bias.back().size(0) != w.codes.size(0)) return "bias of unexpected length";
+    }
+  }
+  out.codes = at::cat(codes, 0).contiguous();
+  out.scale = at::cat(scales, 0).contiguous();
+  out.colsum = out.codes.to(at::kInt).sum(1).to(at::kInt).contiguous();
+  out.bias = any_bias ? at::cat(bias, 0).contiguous() : at::Tensor();
+  return "";
+}
+
+at::Tensor int_linear(const ActCodes& a, const IntLinear& w) {
+  const int64_t T = a.codes.size(0), N = w.codes.size(0);
+  if (a.codes.size(1) != w.codes.size(1))
+    throw Error(ErrorKind::Shape, "", "integer linear: input of " + std::to_string(a.codes.size(1)) + " columns, weights of " +
+                std::to_string(w.codes.size(1)));
+  at::Tensor acc;
+  {
+    OpTimer timer("int8 gemm");
+    acc = at::_int_mm(a.codes, w.codes.t());  // [T, N] int32, exact
+  }
+  OpTimer timer("int8 epilogue");
+  at::Tensor y = at::empty({T, N}, at::kFloat);
+  const int32_t* A = acc.data_ptr<int32_t>();
+  const int32_t* off = a.offset.data_ptr<int32_t>();
+  const float* sx = a.scale.data_ptr<float>();
+  const int32_t* cs = w.colsum.data_ptr<int32_t>();
+  const float* sw = w.scale.data_ptr<float>();
+  const float* b = w.bias.defined() ? w.bias.data_ptr<float>() : nullptr;
+  float* Y = y.data_ptr<float>();
+  at::parallel_for(0, T, 8, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int32_t* at_ = A + t * N;
+      float* yt = Y + t * N;
+      const int32_t o = off[t];
+      const float s = sx[t];
+      if (b) {
+#pragma omp simd
+        for (int64_t n = 0; n < N; ++n) yt[n] = float(at_[n] + o * cs[n]) * (s * sw[n]) + b[n];
+      } else {
+#pragma omp simd
+        for (int64_t n = 0; n < N; ++n) yt[n] = float(at_[n] + o * cs[n]) * (s * sw[n]);
+      }
+    }
+  });
+  return y;
+}
+
+at::Tensor int_linear(const at::Tensor& x, const IntLinear& w, const ActQuantConfig& cfg) {
+  const auto sizes = x.sizes().vec();
+  ActCodes a;
+  {
+    OpTimer timer("act quant (codes)");
+    a = quant_act_codes(x.reshape({-1, x.size(-1)}), cfg);
+  }
+  at::Tensor y = int_linear(a, w);
+  std::vector<int64_t> out_sizes(sizes.begin(), sizes.end() - 1);
+  out_sizes.push_back(w.codes.size(0));
+  return y.view(out_sizes);
+}
+
+// ------------------------------------------------------------------------------ engine selection
+
+Engine parse_engine(const std::string& s) {
+  if (s == "int") return Engine::Int;
+  if (s == "fake") return Engine::Fake;
+  throw Error(ErrorKind::InvalidArgument, "", "unknown --engine '" + s + "' (known: int, fake)");
+}
+
+const char* engine_name(Engine e) { return e == Engine::Int ? "int" : "fake"; }
+
+Engine model_engine(const Model& model) {
+  const QuantState* qs = model.impl().quant.get();
+  return qs && !qs->int_blocks.empty() ? Engine::Int : Engine::Fake;
+}
+
+namespace {
+
+std::string build_int_blocks(const Model& model, const QuantState& qs, std::vector<IntBlock>& out) {
+  if (!qs.act_quant) return "activations are not quantized (weight-only model)";
+  if (model.impl().device != at::kCPU) return "the integer engine runs on CPU tensors only";
+  if (qs.qweights.empty()) return "weights are not quantized";
+  const int64_t L = model.config().n_layers;
+  out.assign(size_t(L), IntBlock{});
+  for (int64_t l = 0; l < L; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    auto get = [&](const char* name) -> const QuantizedWeight* {
+      const auto it = qs.qweights.find(p + name);
+      return it == qs.qweights.end() ? nullptr : &it->second;
+    };
+    const LayerWeights& W = model.impl().w.layers[size_t(l)];
+    struct Fused {
+      IntLinear IntBlock::*member;
+      std::vector<const char*> names;
+      std::vector<at::Tensor> biases;
+    };
+    const Fused fused[] = {
+        {&IntBlock::qkv, {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, {W.bq, W.bk, W.bv}},
+        {&IntBlock::o, {"self_attn.o_proj"}, {}},
+        {&IntBlock::gate_up, {"mlp.gate_proj", "mlp.up_proj"}, {}},
+        {&IntBlock::down, {"mlp.down_proj"}, {}},
+    };
+    for (const Fused& f : fused) {
+      std::vector<const QuantizedWeight*> parts;
+      for (const char* n : f.names) {
+        const QuantizedWeight* w = get(n);
+        if (!w) return "no codes for " + p + n;
+        parts.push_back(w);
+      }
+      const std::string why = make_int_linear(parts, f.biases, out[size_t(l)].*(f.member));
+      if (!why.empty()) return p + f.names[0] + ": " + why;
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+Engine set_engine(Model& model, Engine engine, std::string* why) {
+  QuantState* qs = model.impl().quant.get();
+  if (why) why->clear();
+  if (!qs) {
+    if (why && engine == Engine::Int) *why = "the model is not quantized";
+    return Engine::Fake;
+  }
+  if (engine == Engine::Fake) {
+    qs->int_blocks.clear();
+    return Engine::Fake;
+  }
+  if (!qs->int_blocks.empty()) return Engine::Int;
+  std::vector<IntBlock> blocks;
+  const std::string reason = build_int_blocks(model, *qs, blocks);
+  if (!reason.empty()) {
+    if (why) *why = reason;
+    qs->int_blocks.clear();
+    return Engine::Fake;
+  }
+  qs->int_blocks = std::move(blocks);
+  return Engine::Int;
+}
+
+// ------------------------------------------------------------------------------ op times
+
+namespace {
+struct OpTable {
+  bool on = false;
+  std::vector<OpTimes::Row> rows;
+  std::map<std::string, size_t> index;
+  std::mutex mu;
+};
+OpTable& op_table() {
+  static OpTable t;
+  return t;
+}
+}  // namespace
+
+bool OpTimes::enabled() { return op_table().on; }
+
+void OpTimes::enable(bool on) {
+  OpTable& t = op_table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  t.on = on;
+  t.rows.clear();
+  t.index.clear();
+}
+
+void OpTimes::add(const char* op, double seconds) {
+  OpTable& t = op_table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  auto [it, fresh] = t.index.emplace(op, t.rows.size());
+  if (fresh) t.rows.push_back({op, 0, 0});
+  t.rows[it->second].seconds += seconds;
+  t.rows[it->second].calls += 1;
+}
+
+std::vector<OpTimes::Row> OpTimes::rows() {
+  OpTable& t = op_table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  return t.rows;
+}
+
+std::string OpTimes::table() {
+  const std::vector<Row> rs = rows();
+  double total = 0;
+  for (const Row& r : rs) total += r.seconds;
+  std::string out = "op                       seconds   share    calls\n";
+  char line[160];
+  for (const Row& r : rs) {
+    std::snprintf(line, sizeof line, "%-22s %9.3f  %5.1f%%  %7lld\n", r.op.c_str(), r.seconds,
+                  total > 0 ? 100.0 * r.seconds / total : 0.0, (long long)r.calls);
+    out += line;
+  }
+  std::snprintf(line, sizeof line, "%-22s %9.3f  100.0%%\n", "total (timed ops)", total);
+  return out + line;
+}
+
+}  // namespace dptq

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Measured sensitivity of SmolLM2-135M and the proxy screens of docs/results.md §6 (issue 12).
+# Every step writes its own file under docs/data/sensitivity/ and is skipped when that file exists,
+# so the script resumes where it stopped. Long: see the minutes per step in docs/results.md §6.
+#
+#   scripts/sensitivity.sh [BUILD]          (default build/release)
+#
+# Order matters (method honesty): the calibration-text measurements (step 1) are what the
+# dynamics score is judged on first; the WikiText-2 measurements (step 2) come after and are never
+# used to choose or tune a score.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B="${1:-build/release}"
+DPTQ="$B/cli/dptq"
+M="${DPTQ_MODEL:-$HOME/.cache/dptq/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
+W="${DPTQ_WIKITEXT:-../shared/data/wikitext-2-raw-test.txt}"
+TRACE=traces/smollm2-135m_quarot_32x512.h5   # the trace every plan of docs/results.md comes from
+OUT=docs/data/sensitivity
+mkdir -p "$OUT"
+log() { printf '[sensitivity.sh] %s\n' "$*" >&2; }
+
+# measure NAME ARGS...: a copy of $TRACE with the sensitivity of ARGS added, plus the proxy screen.
+measure() {
+  local name="$1"; shift
+  local h5="$OUT/$name.h5"
+  if [ ! -s "$h5" ]; then
+    log "$name: dptq sensitivity $*"
+    cp "$TRACE" "$h5.part.h5"
+    "$DPTQ" sensitivity "$M" "$@" --out "$h5.part.h5" --json > "$OUT/$name.json.part"
+    mv "$OUT/$name.json.part" "$OUT/$name.json"
+    mv "$h5.part.h5" "$h5"
+  fi
+  if [ ! -s "$OUT/$name.proxies.json" ]; then
+    "$DPTQ" report "$h5" --proxies --json > "$OUT/$name.proxies.json.part"
+    mv "$OUT/$name.proxies.json.part" "$OUT/$name.proxies.json"
+  fi
+}
+
+# 1. Calibration text (the built-in corpus), 8 random windows x 512 tokens, blocks and sites.
+measure quarot-rtn_builtin_8x512 --method quarot-rtn --calib builtin --windows 8 --seqlen 512 --seed 1
+measure quarot-gptq_builtin_8x512 --method quarot-gptq --calib builtin --windows 8 --seqlen 512 --seed 1
+# 2. WikiText-2 test, its first 8 windows x 2048 tokens (the sweeps' windows), blocks only.
+[ -f "$W" ] || { log "no $W: stopping before the WikiText-2 steps"; exit 0; }
+measure quarot-rtn_wikitext_8x2048 --method quarot-rtn --calib "$W" --sequential --windows 8 --seqlen 2048 --blocks-only
+measure quarot-gptq_wikitext_8x2048 --method quarot-gptq --calib "$W" --sequential --windows 8 --seqlen 2048 --blocks-only
+log "done: $OUT"
