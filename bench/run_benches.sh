@@ -4,8 +4,9 @@
 set -euo pipefail
 B="${1:-build/release}"
 echo "== forward throughput, seqlen 2048"
-"$B/bench/bench_forward" --seqlen 2048 --reps 3
-"$B/bench/bench_forward" --seqlen 2048 --reps 3 --method quarot-rtn   # simulated W4A4KV4 / FP
+"$B/bench/bench_forward" --seqlen 2048 --reps 3 --method quarot-rtn --bf16 --profile-ops  # fp32, bf16, int, fake
+echo "== int8 GEMM (FBGEMM) vs fp32 vs at::_int_mm at the default model's layer shapes"
+"$B/bench/bench_int_gemm" --tokens 2048 --reps 3
 echo "== profiler overhead: 8 windows x 512 tokens, builtin calibration"
 "$B/bench/bench_profile" overhead --samples 8 --seqlen 512 --reps 2
 echo "== profiler peak RSS: 16 vs 256 windows x 128 tokens"

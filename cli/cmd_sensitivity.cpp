@@ -39,15 +39,6 @@ struct SensitivityArgs {
 
 json num(double v) { return std::isfinite(v) ? json(v) : json(std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf")); }
 
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 // One line per finished step on stderr, with the time left from the pace so far.
 void attach_progress(dptq::Progress& p, std::string label) {
   const auto start = std::chrono::steady_clock::now();
@@ -153,7 +144,6 @@ int run_sensitivity_command(bool as_json) {
   s.text_source = a.s.text;
   s.window_mode = a.s.window_mode;
   s.seed = a.sequential ? 0 : a.s.seed;
-  s.created_utc = utc_now();
   trace.sensitivity = s;
   trace.has_sensitivity = true;
   dptq::write_trace(trace, a.out);

@@ -126,8 +126,8 @@ void add_quant_options(CLI::App* cmd, QuantArgs& a, bool with_plan = true) {
   cmd->add_option("--calib", a.q.calib, "GPTQ calibration text file, or 'builtin'")->capture_default_str();
   cmd->add_option("--calib-samples", a.q.calib_samples, "GPTQ calibration windows")->capture_default_str();
   cmd->add_option("--calib-seqlen", a.q.calib_seqlen, "GPTQ calibration window length")->capture_default_str();
-  cmd->add_option("--engine", a.engine, "Quantized linears: int (exact int8 GEMMs) | fake (fp32 on dequantized values) | "
-                                        "auto (int where supported)")->capture_default_str();
+  cmd->add_option("--engine", a.engine, "Quantized linears: fake (fp32 on dequantized values, what every result uses) | "
+                                        "int (exact u8 x s8 GEMMs, FBGEMM) | auto (= fake)")->capture_default_str();
   cmd->add_option("--dtype", a.dtype, "Compute dtype: auto (fp32 on CPU, bf16 on CUDA) | fp32 | bf16 (an approximation on CPU)")
       ->capture_default_str();
 }
@@ -159,11 +159,11 @@ std::optional<dptq::Plan> check_quant_args(QuantArgs& a, const dptq::ModelInfo& 
   return plan;
 }
 
-// Applies --engine to a quantized model: auto keeps int where supported (saying so when not),
-// int insists (InvalidArgument with the reason), fake switches the integer engine off.
+// Applies --engine to a quantized model: int insists (InvalidArgument with the reason when this
+// model or CPU cannot run it); fake and auto keep the fake engine.
 void apply_engine(dptq::Model& model, const QuantArgs& a, const char* label) {
   std::string why;
-  const dptq::Engine want = a.engine == "fake" ? dptq::Engine::Fake : dptq::Engine::Int;
+  const dptq::Engine want = a.engine == "int" ? dptq::Engine::Int : dptq::Engine::Fake;
   const dptq::Engine got = dptq::set_engine(model, want, &why);
   if (got != want && a.engine == "int")
     throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--engine int is not supported here: " + why);
@@ -679,7 +679,7 @@ int main(int argc, char** argv) {
   sweep->add_option("--trace", sweep_args.trace_path, "Trace (.h5) of this model from `dptq profile`")->required();
   sweep->add_option("--text", text_path, "Evaluation text (e.g. ../shared/data/wikitext-2-raw-test.txt)")->required();
   sweep->add_option("--budgets", sweep_args.budgets, "Comma-separated budgets")->delimiter(',')->capture_default_str();
-  sweep->add_option("--policies", sweep_args.policies, "Comma-separated: dynamicptq, first-last, hsnr, random, oracle")
+  sweep->add_option("--policies", sweep_args.policies, "Comma-separated: dynamicptq, dynamicptq-jr, measured (a trace with sensitivity), first-last, hsnr, random, oracle")
       ->delimiter(',')->capture_default_str();
   sweep->add_option("--seed", sweep_args.seed, "Seed of the random policy")->capture_default_str();
   sweep->add_option("--seqlen", popts.seqlen, "Window length in tokens")->capture_default_str();

@@ -31,16 +31,17 @@ sweep() {  # name method policies budgets
     --max-windows 8 --oracle-windows 4 --oracle-seqlen 512 --out "$OUT/sweep_$1.csv" --json > "$OUT/sweep_$1.json.tmp"
   mv "$OUT/sweep_$1.json.tmp" "$OUT/sweep_$1.json"
 }
-sweep quarot-rtn quarot-rtn dynamicptq,first-last,random 0,1,2,4,8
+# dynamicptq-jr was named dynamicptq before plan format 1.1; the output files keep the old name.
+sweep quarot-rtn quarot-rtn dynamicptq-jr,first-last,random 0,1,2,4,8
 # The oracle's greedy steps cost ~30 held-out evaluations each: two steps.
 sweep quarot-rtn-oracle quarot-rtn oracle 0,1,2
-sweep rtn rtn dynamicptq,first-last 0,1,2,4,8
-sweep quarot-gptq quarot-gptq dynamicptq,first-last 0,1,2,4,8
+sweep rtn rtn dynamicptq-jr,first-last 0,1,2,4,8
+sweep quarot-gptq quarot-gptq dynamicptq-jr,first-last 0,1,2,4,8
 
 # 3. The real checkpoint: quantize with a DynamicPTQ plan, reload, measure; compare with the
 #    simulated model on the same windows.
 PLAN=$OUT/dynamicptq_k4.plan.json
-[ -f "$PLAN" ] || "$DPTQ" plan "$TRACE" --policy dynamicptq --budget 4 --method quarot-rtn --out "$PLAN"
+[ -f "$PLAN" ] || "$DPTQ" plan "$TRACE" --policy dynamicptq-jr --budget 4 --method quarot-rtn --out "$PLAN"
 CK=$OUT/ckpt-quarot-rtn-k4
 if [ ! -f "$OUT/reload.json" ]; then
   log "quantize + reload"
@@ -55,7 +56,7 @@ fi
 # 4. Full test file (148 windows of 2048) for QuaRot-RTN alone and + DynamicPTQ k = 4.
 if [ ! -f "$OUT/full_quarot-rtn.json" ]; then
   log "full file"
-  "$DPTQ" sweep "$M" --trace "$TRACE" --text "$W" --method quarot-rtn --budgets 0,4 --policies dynamicptq \
+  "$DPTQ" sweep "$M" --trace "$TRACE" --text "$W" --method quarot-rtn --budgets 0,4 --policies dynamicptq-jr \
     --out "$OUT/full_quarot-rtn.csv" --json > "$OUT/full_quarot-rtn.json.tmp"
   mv "$OUT/full_quarot-rtn.json.tmp" "$OUT/full_quarot-rtn.json"
 fi
@@ -94,7 +95,8 @@ for cell in "${CELLS[@]}"; do
   [ -f "$FULL/${m}_${p}_k$k.json" ] && continue
   todo+=("$cell")
   [ "$k" = 0 ] || [ -f "$FULL/${m}_${p}_k$k.plan.json" ] ||
-    "$DPTQ" plan "$TRACE" --policy "$p" --budget "$k" --method "$m" --out "$FULL/${m}_${p}_k$k.plan.json" > /dev/null
+    "$DPTQ" plan "$TRACE" --policy "$([ "$p" = dynamicptq ] && echo dynamicptq-jr || echo "$p")" --budget "$k" \
+      --method "$m" --out "$FULL/${m}_${p}_k$k.plan.json" > /dev/null  # cell names keep the pre-1.1 name
   if [ ! -f "$CKPTS/$m/quant_config.json" ]; then
     log "full file: $m checkpoint (weights quantized once for every plan)"
     rm -rf "$CKPTS/$m"

@@ -36,11 +36,43 @@ measure() {
   fi
 }
 
-# 1. Calibration text (the built-in corpus), 8 random windows x 512 tokens, blocks and sites.
+# sweep NAME METHOD POLICIES: perplexity on WikiText-2's first 8 windows (the sweeps of
+# docs/results.md §5) for plans made from the calibration trace of step 1 — dynamics alone for
+# dynamicptq, the calibration-text measurement for measured. Nothing of WikiText-2 enters a plan.
+sweep() {
+  local name="$1" method="$2" policies="$3" trace="$OUT/${2}_builtin_8x512.h5"
+  [ -s "$OUT/$name.json" ] && return 0
+  log "$name: dptq sweep --method $method --policies $policies"
+  "$DPTQ" sweep "$M" --trace "$trace" --text "$W" --method "$method" --policies "$policies" \
+    --budgets 0,1,2,4,8 --max-windows 8 --out "$OUT/$name.csv" --json > "$OUT/$name.json.part"
+  mv "$OUT/$name.json.part" "$OUT/$name.json"
+}
+
+# site NAME METHOD POLICY: a site-level plan at the MAC share of 4 of 30 blocks, on the same windows.
+site() {
+  local name="$1" method="$2" policy="$3" trace="$OUT/${2}_builtin_8x512.h5"
+  [ -s "$OUT/$name.json" ] && return 0
+  log "$name: site-level $policy plan, --budget-macs $(python3 -c 'print(4/30)')"
+  "$DPTQ" plan "$trace" --policy "$policy" --budget-macs "$(python3 -c 'print(4/30)')" --method "$method" \
+    --out "$OUT/$name.plan.json" > /dev/null
+  "$DPTQ" ppl "$M" --text "$W" --max-windows 8 --method "$method" --plan "$OUT/$name.plan.json" --json \
+    > "$OUT/$name.json.part"
+  mv "$OUT/$name.json.part" "$OUT/$name.json"
+}
+
+# 1. Calibration text (the built-in corpus), 8 random windows x 512 tokens; QuaRot-RTN with every
+#    site (site-level plans), QuaRot-GPTQ blocks only (a fifth of the time).
 measure quarot-rtn_builtin_8x512 --method quarot-rtn --calib builtin --windows 8 --seqlen 512 --seed 1
-measure quarot-gptq_builtin_8x512 --method quarot-gptq --calib builtin --windows 8 --seqlen 512 --seed 1
-# 2. WikiText-2 test, its first 8 windows x 2048 tokens (the sweeps' windows), blocks only.
+measure quarot-gptq_builtin_8x512 --method quarot-gptq --calib builtin --windows 8 --seqlen 512 --seed 1 --blocks-only
 [ -f "$W" ] || { log "no $W: stopping before the WikiText-2 steps"; exit 0; }
+# 2. WikiText-2 test, its first 8 windows x 2048 tokens, blocks only: the gains a score is judged
+#    against on held-out text (never used to choose one).
 measure quarot-rtn_wikitext_8x2048 --method quarot-rtn --calib "$W" --sequential --windows 8 --seqlen 2048 --blocks-only
+# 3. Perplexity of the new plans on the same 8 windows (dynamicptq-jr, first-last and random at
+#    these budgets are in docs/data/results/sweep_*.json, same engine and windows).
+sweep sweep_quarot-rtn_new quarot-rtn dynamicptq,measured
+site site_quarot-rtn_dynamicptq quarot-rtn dynamicptq
+site site_quarot-rtn_measured quarot-rtn measured
 measure quarot-gptq_wikitext_8x2048 --method quarot-gptq --calib "$W" --sequential --windows 8 --seqlen 2048 --blocks-only
+sweep sweep_quarot-gptq_new quarot-gptq dynamicptq,measured
 log "done: $OUT"

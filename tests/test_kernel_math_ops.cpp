@@ -59,15 +59,18 @@ TEST_CASE("Hadamard base orders and matrices equal the core's construction") {
       CHECK_FALSE(hadamard_base_fill(m, b.data()));
       continue;
     }
+    // hadamard_matrix(m) is built from m's own base order, a smaller one when m = 2^k · m' with
+    // m' a base order too (4 = 2·2·1, 24 = 2·12): compare where m is its own base order.
+    if (hadamard_base_order(m) != m) continue;
     CAPTURE(m);
     const auto b = base_of(m);
-    const at::Tensor ref = dptq::hadamard_matrix(m);  // m is its own base order
+    const at::Tensor ref = dptq::hadamard_matrix(m);
     REQUIRE(ref.size(0) == m);
     const at::Tensor mine = at::from_blob(const_cast<int8_t*>(b.data()), {m, m}, at::kChar).to(at::kDouble);
     CHECK(at::equal(mine, ref));
     ++checked;
   }
-  CHECK(checked >= 20);
+  CHECK(checked >= 15);
 }
 
 TEST_CASE("butterflies: fwht_rows_ref equals the dense rotation x · diag(s) · H_n · scale") {

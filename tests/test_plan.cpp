@@ -781,7 +781,7 @@ TEST_CASE("plan_summary lists every block") {
   INFO(s);
   CHECK(s.find("TinyLlama-8 (model 0123456789ab\xE2\x80\xA6), base method quarot-rtn") !=
         std::string::npos);
-  CHECK(s.find("policy dynamicptq, budget 3") != std::string::npos);
+  CHECK(s.find("policy dynamicptq-jr, budget 3") != std::string::npos);
   CHECK(s.find("8-bit activations in 3 of 8 blocks; W4A4KV4 elsewhere") != std::string::npos);
   CHECK(s.find("block  bits     sel  rank   JR p99    HSNR4 p1  phase  reason\n") !=
         std::string::npos);

@@ -722,7 +722,7 @@ TEST_CASE("trace: files are readable by h5dump and h5py") {
     const std::string script =
         "f = h5py.File(f_path, 'r')\n"
         "assert f.attrs['format'] == 'dptq-trace', f.attrs['format']\n"
-        "assert f.attrs['version'] == '1.0'\n"
+        "assert f.attrs['version'] == '1.1'\n"
         "p99 = f['blocks/jump_ratio/p99'][()]\n"
         "assert p99.shape == (3,), p99.shape\n"
         "assert list(p99) == " +

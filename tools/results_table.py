@@ -20,6 +20,14 @@ GRID_METHODS = ("rtn", "quarot-rtn", "quarot-gptq")
 GRID_POLICIES = ("dynamicptq", "first-last")
 GRID_BUDGETS = (1, 2, 4, 8)
 GRID_CELLS = len(GRID_METHODS) * (1 + len(GRID_POLICIES) * len(GRID_BUDGETS))
+# Every file here was made before plan format 1.1, when the policy now called "dynamicptq-jr" (phase
+# boundaries, then JR p99) was named "dynamicptq": the files and their names keep the old name,
+# the tables print the current one.
+LABELS = {"dynamicptq": "dynamicptq-jr"}
+
+
+def label(policy):
+    return LABELS.get(policy, policy)
 
 
 def load(name):
@@ -27,7 +35,11 @@ def load(name):
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        return json.load(f)
+        data = json.load(f)
+    for r in data.get("rows", []) if isinstance(data, dict) else []:
+        if r.get("policy") == "dynamicptq-jr":  # a rerun after 1.1: the same rule as these files' "dynamicptq"
+            r["policy"] = "dynamicptq"
+    return data
 
 
 def sweep_rows(sweeps):
@@ -48,7 +60,7 @@ def sweep_rows(sweeps):
                 cells.append(f"{row['ppl']:.2f}" if row else "")
                 if row and b > 0:
                     blocks.append((method, p, b, row["blocks"]))
-            out.append(f"| {method} | {p} | " + " | ".join(cells) + " |")
+            out.append(f"| {method} | {label(p)} | " + " | ".join(cells) + " |")
     return out, blocks
 
 
@@ -127,7 +139,7 @@ def full_grid():
                     row.append("·")
                 else:
                     row.append(f"{v:.2f} ({100 * (base - v) / (base - fp['ppl']):.1f}%)" if base else f"{v:.2f}")
-            out.append(f"| {NAMES[m]} | {p} | " + " | ".join(row) + " |")
+            out.append(f"| {NAMES[m]} | {label(p)} | " + " | ".join(row) + " |")
     under_way = slices_under_way()
     line = f"{len(cells)} of {GRID_CELLS} quantized cells measured"
     if len(cells) < GRID_CELLS and under_way:
@@ -137,10 +149,10 @@ def full_grid():
     out += ["", line + f"; one cell's `seconds` (the sum over its slices) range from {min(seconds) / 60:.0f} to",
             f"{max(seconds) / 60:.0f} minutes, {sum(seconds) / 3600:.1f} hours in all.",
             f"The 8-window subset names the same winner as the full file in {agree} of {compared}",
-            "DynamicPTQ-vs-first-last comparisons.", "",
+            "dynamicptq-jr-vs-first-last comparisons.", "",
             "- k = 0 and DynamicPTQ k = 4 (QuaRot-RTN) come from one `$B/cli/dptq sweep $M --trace",
             "  traces/smollm2-135m_quarot_32x512.h5 --text $W --method quarot-rtn --budgets 0,4 --policies",
-            "  dynamicptq --out full.csv --json` (step 4 of `scripts/results.sh`).",
+            "  dynamicptq-jr --out full.csv --json` (step 4 of `scripts/results.sh`).",
             "- Every other cell is what `$B/cli/dptq ppl $M --text $W --method M [--plan P.json] --json` prints, with",
             "  `P.json` from `$B/cli/dptq plan traces/smollm2-135m_quarot_32x512.h5 --policy POLICY --budget K",
             "  --method M --out P.json` (step 5 of `scripts/results.sh`; outputs and plans in",
@@ -209,12 +221,12 @@ def main():
             if key in seen:
                 continue
             seen.add(key)
-            print(f"| {method} | {p} | {b} | {bl} |")
+            print(f"| {method} | {label(p)} | {b} | {bl} |")
         for s in sweeps:
             if "oracle" in s:
                 o = s["oracle"]
                 print(f"\nOracle ({NAMES.get(s['method'], s['method'])}, held-out ppl {o['base_ppl']:.3f}): "
-                      f"Spearman(dynamicptq rank, single-block gain) = {o['spearman_dynamicptq_rank_vs_gain']:.3f}, "
+                      f"Spearman(dynamicptq-jr rank, single-block gain) = {o['spearman_dynamicptq_rank_vs_gain']:.3f}, "
                       f"Spearman(JR p99, gain) = {o['spearman_jr_p99_vs_gain']:.3f} over {len(o['single_gain'])} blocks")
                 gains = ", ".join(f"{i}: {g:+.2f}" for i, g in enumerate(o["single_gain"]))
                 print(f"\nSingle-block gains (held-out ppl at 4 bits minus ppl with that block at 8 bits): {gains}")

@@ -1,19 +1,36 @@
-// The integer engine (dptq/int_engine.hpp): exact int8 x int8 -> int32 products of activation and
-// weight codes through at::_int_mm (oneDNN on CPU), scales and zero points in one epilogue pass.
+// The integer engine (dptq/int_engine.hpp): exact u8 x s8 -> int32 products of activation and
+// weight codes through FBGEMM (shipped and exported by LibTorch; its headers come with the wheel),
+// scales and zero points in one epilogue pass.
+//
+// Why not at::_int_mm: on CPU it is a plain loop, 35x slower than the fp32 GEMM on this machine
+// (measured by bench/bench_int_gemm, docs/benchmarks.md).
 #include "dptq/int_engine.hpp"
 
 #include <ATen/Parallel.h>
+#include <fbgemm/Fbgemm.h>
 
 #include <map>
 #include <mutex>
 
 #include "dptq/error.hpp"
+#include "dptq/kernels/gemm_math.hpp"
 #include "dptq/model_torch.hpp"
 #include "dptq/op_times.hpp"
 #include "dptq/quantize.hpp"
 #include "dptq/weight_quant.hpp"
 
 namespace dptq {
+
+struct PackedCodes {
+  fbgemm::PackBMatrix<int8_t> b;
+  PackedCodes(const int8_t* codes, int32_t n, int32_t k)
+      : b(fbgemm::matrix_op_t::Transpose, k, n, codes, k, nullptr, 1) {}
+};
+
+std::string int_engine_unsupported() {
+  static const bool ok = fbgemm::fbgemmSupportedCPU();
+  return ok ? "" : "this CPU lacks AVX2, which FBGEMM's int8 GEMM needs";
+}
 
 std::string make_int_linear(const std::vector<const QuantizedWeight*>& parts, const std::vector<at::Tensor>& biases,
                             IntLinear& out) {
@@ -27,7 +44,9 @@ std::string make_int_linear(const std::vector<const QuantizedWeight*>& parts, co
     const QuantizedWeight& w = *parts[i];
     if (!w.symmetric) return "asymmetric weight codes";
     if (w.group_size != 0) return "group-wise weight scales";
-    if (w.bits > 8) return std::to_string(w.bits) + "-bit weights";
+    if (w.bits > 4)
+      return std::to_string(w.bits) + "-bit weights (FBGEMM's AVX2 kernels add u8·s8 pairs in int16: exact for weights of "
+             "at most 4 bits)";
     if (w.codes.dim() != 2 || w.codes.scalar_type() != at::kChar || w.codes.size(1) != K || w.scales.dim() != 1 ||
         w.scales.size(0) != w.codes.size(0))
       return "weight codes and scales of unexpected shapes";
@@ -42,21 +61,44 @@ std::string make_int_linear(const std::vector<const QuantizedWeight*>& parts, co
   }
   out.codes = at::cat(codes, 0).contiguous();
   out.scale = at::cat(scales, 0).contiguous();
+  if (out.codes.size(0) > INT32_MAX || K > INT32_MAX) return "layer too large for the int8 GEMM";
   out.colsum = out.codes.to(at::kInt).sum(1).to(at::kInt).contiguous();
+  out.packed = std::make_shared<const PackedCodes>(out.codes.data_ptr<int8_t>(), int32_t(out.codes.size(0)), int32_t(K));
   out.bias = any_bias ? at::cat(bias, 0).contiguous() : at::Tensor();
   return "";
 }
 
+at::Tensor int_accumulate(const ActCodes& a, const IntLinear& w) {
+  const int64_t T = a.codes.size(0), N = w.codes.size(0), K = w.codes.size(1);
+  if (a.codes.size(1) != K)
+    throw Error(ErrorKind::Shape, "", "integer linear: input of " + std::to_string(a.codes.size(1)) + " columns, weights of " +
+                std::to_string(K));
+  if (!w.packed) throw Error(ErrorKind::InvalidArgument, "", "integer linear: the weights were not packed (make_int_linear)");
+  if (a.codes.scalar_type() != at::kByte || !a.codes.is_contiguous())
+    throw Error(ErrorKind::InvalidArgument, "", "integer linear: activation codes must be contiguous uint8");
+  if (T > INT32_MAX) throw Error(ErrorKind::InvalidArgument, "", "integer linear: too many rows");
+  at::Tensor acc = at::empty({T, N}, at::kInt);
+  if (T == 0) return acc;
+  OpTimer timer("int8 gemm");
+  const uint8_t* A = a.codes.data_ptr<uint8_t>();
+  int32_t* C = acc.data_ptr<int32_t>();
+  const int threads = at::get_num_threads();
+  // FBGEMM splits the work itself: each thread packs its share of A and computes its tiles.
+  at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t tid = t0; tid < t1; ++tid) {
+      fbgemm::PackAMatrix<uint8_t> pa(fbgemm::matrix_op_t::NoTranspose, int32_t(T), int32_t(K), A, int32_t(K), nullptr, 1);
+      fbgemm::DoNothing<int32_t, int32_t> nothing;
+      fbgemm::memCopy<> copy(nothing);
+      fbgemm::fbgemmPacked(pa, const_cast<fbgemm::PackBMatrix<int8_t>&>(w.packed->b), C, C, int32_t(N), copy, int(tid),
+                           threads);
+    }
+  });
+  return acc;
+}
+
 at::Tensor int_linear(const ActCodes& a, const IntLinear& w) {
   const int64_t T = a.codes.size(0), N = w.codes.size(0);
-  if (a.codes.size(1) != w.codes.size(1))
-    throw Error(ErrorKind::Shape, "", "integer linear: input of " + std::to_string(a.codes.size(1)) + " columns, weights of " +
-                std::to_string(w.codes.size(1)));
-  at::Tensor acc;
-  {
-    OpTimer timer("int8 gemm");
-    acc = at::_int_mm(a.codes, w.codes.t());  // [T, N] int32, exact
-  }
+  const at::Tensor acc = int_accumulate(a, w);
   OpTimer timer("int8 epilogue");
   at::Tensor y = at::empty({T, N}, at::kFloat);
   const int32_t* A = acc.data_ptr<int32_t>();
@@ -72,13 +114,8 @@ at::Tensor int_linear(const ActCodes& a, const IntLinear& w) {
       float* yt = Y + t * N;
       const int32_t o = off[t];
       const float s = sx[t];
-      if (b) {
 #pragma omp simd
-        for (int64_t n = 0; n < N; ++n) yt[n] = float(at_[n] + o * cs[n]) * (s * sw[n]) + b[n];
-      } else {
-#pragma omp simd
-        for (int64_t n = 0; n < N; ++n) yt[n] = float(at_[n] + o * cs[n]) * (s * sw[n]);
-      }
+      for (int64_t n = 0; n < N; ++n) yt[n] = kmath::int_gemm_epilogue(at_[n], o, cs[n], s, sw[n], b, n);
     }
   });
   return y;
@@ -117,6 +154,7 @@ namespace {
 std::string build_int_blocks(const Model& model, const QuantState& qs, std::vector<IntBlock>& out) {
   if (!qs.act_quant) return "activations are not quantized (weight-only model)";
   if (model.impl().device != at::kCPU) return "the integer engine runs on CPU tensors only";
+  if (std::string why = int_engine_unsupported(); !why.empty()) return why;
   if (qs.qweights.empty()) return "weights are not quantized";
   const int64_t L = model.config().n_layers;
   out.assign(size_t(L), IntBlock{});

@@ -79,14 +79,6 @@ std::string fp12(const std::string& fp) {
   return (fp.empty() ? std::string("(none)") : fp.substr(0, 12)) + "\xE2\x80\xA6";  // "…"
 }
 
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 // Three-way comparisons that put NaN last (NaN = no tokens measured: never preferred).
 int cmp_desc(double a, double b) {

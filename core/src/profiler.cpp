@@ -289,10 +289,7 @@ class Profiler final : public ForwardTaps {
     m.dptq_version = "0.1.0";
     m.n_layers = L_;
     m.d_model = c.d_model;
-    const std::time_t now = std::time(nullptr);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-    m.created_utc = buf;
+    m.created_utc = utc_now();
 
     for (int64_t l = 0; l <= L_; ++l) {
       const StreamAcc& a = streams_[size_t(l)];

@@ -68,12 +68,12 @@ ActCodes quant_act_codes(const at::Tensor& x_in, const ActQuantConfig& cfg) {
   const at::Tensor x = x_in.to(at::kCPU, at::kFloat).contiguous();
   const int64_t cols = x.size(-1), rows = x.numel() / std::max<int64_t>(cols, 1);
   const kmath::ActQuantConfig k = to_kmath(cfg, cols);
-  const int shift = k.sym ? 0 : 1 << (k.bits - 1);
-  const float lo = float(kmath::quant_minq(k.bits, k.sym)), hi = float(kmath::quant_maxq(k.bits, k.sym));
-  ActCodes out{at::empty({rows, cols}, x.options().dtype(at::kChar)), at::empty({rows}, x.options()),
+  const int minq = kmath::quant_minq(k.bits, k.sym);
+  const float lo = float(minq), hi = float(kmath::quant_maxq(k.bits, k.sym));
+  ActCodes out{at::empty({rows, cols}, x.options().dtype(at::kByte)), at::empty({rows}, x.options()),
                at::empty({rows}, x.options().dtype(at::kInt))};
   const float* src = x.data_ptr<float>();
-  int8_t* codes = out.codes.data_ptr<int8_t>();
+  uint8_t* codes = out.codes.data_ptr<uint8_t>();
   float* scale = out.scale.data_ptr<float>();
   int32_t* offset = out.offset.data_ptr<int32_t>();
   at::parallel_for(0, rows, 16, [&](int64_t r0, int64_t r1) {
@@ -81,12 +81,12 @@ ActCodes quant_act_codes(const at::Tensor& x_in, const ActQuantConfig& cfg) {
       const float* xs = src + r * cols;
       const auto [mn, mx] = std::minmax_element(xs, xs + cols);
       const kmath::QuantParams p = kmath::act_quant_params(*mn, *mx, k.bits, k.sym, k.clip_ratio, true);
-      int8_t* cs = codes + r * cols;
-      const float s = p.scale, z = p.zero, sh = float(shift);
+      uint8_t* cs = codes + r * cols;
+      const float s = p.scale, z = p.zero, shift = lo;
 #pragma omp simd
-      for (int64_t c = 0; c < cols; ++c) cs[c] = int8_t(kmath::quant_code_f(xs[c], s, z, lo, hi) - sh);
+      for (int64_t c = 0; c < cols; ++c) cs[c] = uint8_t(kmath::quant_code_f(xs[c], s, z, lo, hi) - shift);
       scale[r] = s;
-      offset[r] = shift - int32_t(z);
+      offset[r] = minq - int32_t(z);
     }
   });
   return out;

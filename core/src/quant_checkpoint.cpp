@@ -353,7 +353,6 @@ Model load_impl(const fs::path& path, const LoadOptions& opts) {
       for (at::Tensor* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.mlp_norm, &L.w_gate, &L.w_up, &L.w_down}) mv(*t);
     for (const OnlineRef& r : kOnline) (*qs).*(r.member) = ((*qs).*(r.member)).to(m.device, at::kFloat);
   }
-  set_engine(model, Engine::Int);  // runs straight from the unpacked codes where supported (CPU)
   return model;
 }
 

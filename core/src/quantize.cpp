@@ -11,6 +11,7 @@
 #include <random>
 
 #include "dptq/error.hpp"
+#include "dptq/proxies.hpp"
 #include "dptq/model_torch.hpp"
 #include "dptq/profiler.hpp"
 #include "dptq/rotation.hpp"
@@ -404,7 +405,6 @@ void quantize_model(Model& model, const Plan& plan, const QuantizeOptions& o, Pr
     else rtn_weights(model, *qs, o, progress);
   }
   set_activation_plan(model, plan, plan_where);
-  set_engine(model, Engine::Int);  // where supported; else the model stays on the fake engine
 }
 
 // ------------------------------------------------------------------------------ oracle
@@ -546,31 +546,7 @@ double spearman(const std::vector<double>& a_in, const std::vector<double>& b_in
   std::vector<double> a, b;
   for (size_t i = 0; i < std::min(a_in.size(), b_in.size()); ++i)
     if (!std::isnan(a_in[i]) && !std::isnan(b_in[i])) { a.push_back(a_in[i]); b.push_back(b_in[i]); }
-  const size_t n = a.size();
-  if (n < 3) return std::nan("");
-  auto ranks = [n](const std::vector<double>& v) {
-    std::vector<size_t> idx(n);
-    std::iota(idx.begin(), idx.end(), 0);
-    std::sort(idx.begin(), idx.end(), [&](size_t i, size_t j) { return v[i] < v[j]; });
-    std::vector<double> r(n);
-    for (size_t i = 0; i < n;) {
-      size_t j = i;
-      while (j + 1 < n && v[idx[j + 1]] == v[idx[i]]) ++j;
-      for (size_t k = i; k <= j; ++k) r[idx[k]] = 0.5 * double(i + j) + 1.0;
-      i = j + 1;
-    }
-    return r;
-  };
-  const std::vector<double> ra = ranks(a), rb = ranks(b);
-  const double ma = std::accumulate(ra.begin(), ra.end(), 0.0) / double(n);
-  const double mb = std::accumulate(rb.begin(), rb.end(), 0.0) / double(n);
-  double sab = 0, saa = 0, sbb = 0;
-  for (size_t i = 0; i < n; ++i) {
-    sab += (ra[i] - ma) * (rb[i] - mb);
-    saa += (ra[i] - ma) * (ra[i] - ma);
-    sbb += (rb[i] - mb) * (rb[i] - mb);
-  }
-  return (saa > 0 && sbb > 0) ? sab / std::sqrt(saa * sbb) : std::nan("");
+  return rank_spearman(a, b);  // proxies.hpp: average ranks; NaN for < 3 pairs or no variation
 }
 
 }  // namespace dptq

@@ -191,6 +191,7 @@ Sensitivity measure_sensitivity(const Model& fp, Model& quant, const std::vector
   qs.act_bits = base_bits;
 
   Sensitivity s;
+  s.created_utc = utc_now();
   s.windows = int64_t(windows.size());
   s.seqlen = T;
   s.tokens = tokens;

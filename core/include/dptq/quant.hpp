@@ -38,10 +38,10 @@ at::Tensor fake_quant(const at::Tensor& x, const ActQuantConfig& cfg);
 at::Tensor quant_codes(const at::Tensor& x, const ActQuantConfig& cfg);
 
 // Per-token codes for the integer engine (group_size must be 0): x [rows, cols] ->
-//   codes  int8 [rows, cols]  = q - shift, shift = 2^(b-1) when asymmetric (so 8-bit codes 0..255
-//                               fit int8), 0 when symmetric
+//   codes  uint8 [rows, cols] = q − minq, the quantizer's code moved to 0 .. 2^b − 1 (minq = 0
+//                               asymmetric, −2^(b−1) symmetric)
 //   scale  fp32 [rows]        the quantizer's scale
-//   offset int32 [rows]       shift - zero
+//   offset int32 [rows]       minq − zero
 // so that x̂[r, c] = scale[r] · (codes[r, c] + offset[r]) exactly as fake_quant computes it.
 struct ActCodes {
   at::Tensor codes, scale, offset;

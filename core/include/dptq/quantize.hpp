@@ -77,9 +77,10 @@ void quantize_model(Model& model, const Plan& plan, const QuantizeOptions& opts,
 void set_activation_plan(Model& model, const Plan& plan, const std::string& plan_where = "");
 
 // The arithmetic of a quantized model's linear layers (dptq/int_engine.hpp). Fake: fp32 GEMMs on
-// dequantized activations and weights (the simulation every paper reports). Int: the same sums
-// computed exactly in int8 with int32 accumulation (oneDNN), logits equal within fp32 rounding.
-// quantize_model and load_quantized_checkpoint select Int where it is supported.
+// dequantized activations and weights (the simulation every paper reports, and the default: every
+// number in docs/results.md). Int: the same sums computed exactly, u8 x s8 with int32 accumulation
+// (FBGEMM); each layer equals fake within fp32 rounding (docs/benchmarks.md for what that means for
+// a whole W4A4KV4 model, and for speed). quantize_model and the checkpoint loader leave Fake on.
 enum class Engine { Fake, Int };
 Engine parse_engine(const std::string& s);  // "int" | "fake"; throws InvalidArgument
 const char* engine_name(Engine e);

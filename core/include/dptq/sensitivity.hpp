@@ -43,7 +43,7 @@ std::vector<std::vector<int32_t>> sensitivity_windows(const Model& model, const 
 // `fp` is the unquantized model, `quant` the same model quantized (quantize_model) whose current
 // plan is the base; its activation bits are restored on return (also on an exception). Progress
 // counts configurations (window × (1 + L·(1 + 4·sites))); Error(Cancelled) when cancelled. Fills
-// every field of the result but created_utc / text_source / method (set by the caller).
+// every field of the result but text_source / method / window_mode / seed (set by the caller).
 Sensitivity measure_sensitivity(const Model& fp, Model& quant, const std::vector<std::vector<int32_t>>& windows,
                                 bool sites, Progress* progress = nullptr);
 

@@ -153,6 +153,9 @@ void write_trace(const Trace& trace, const std::filesystem::path& path);
 // ignored). Stream / block `index` fields are set from the row.
 Trace read_trace(const std::filesystem::path& path);
 
+// The current time as traces and plans record it: "2026-12-06T23:59:59Z" (UTC).
+std::string utc_now();
+
 // Phases (maximal runs of streams with has_massive) and the emergence / disappearance marks of
 // every block from streams[].has_massive (DESIGN §4.2). Replaces trace.phases and
 // blocks[].emergence / disappearance; throws Error(InvalidArgument) unless streams = blocks + 1.

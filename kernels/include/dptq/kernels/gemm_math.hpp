@@ -1,14 +1,15 @@
-// dptq/kernels/gemm_math.hpp — the integer linear layer: int8 codes × int8 codes with int32
-// accumulation and one dequantization epilogue, shared by kernels/int8_gemm.cuh and its CPU
-// reference. The formula is core/include/dptq/int_engine.hpp's (the integer CPU path):
+// dptq/kernels/gemm_math.hpp — the integer linear layer: activation codes × int8 weight codes with
+// int32 accumulation and one dequantization epilogue. The epilogue is the CPU integer engine's
+// (core/src/int_engine.cpp calls int_gemm_epilogue) and is kept here, __host__ __device__, for the
+// CUDA int8 GEMM still to come (docs/kernels.md):
 //     y[t, n] = float(Σ_k a[t, k] · w[n, k] + o_t · colsum[n]) · (s_t · w_n) (+ bias[n])
-// with a = activation codes moved into int8, o_t their offset (shift − zero point), colsum[n] =
-// Σ_k w[n, k], s_t the activation scale and w_n the weight scale. Torch-free.
+// with a the activation codes (uint8 q − minq in the CPU engine; any shift works as long as o_t =
+// shift − zero point matches it), colsum[n] = Σ_k w[n, k], s_t the activation scale and w_n the
+// weight scale. Torch-free.
 //
 // Contents
-//   int_gemm_epilogue   one output from its int32 sum (the same fp32 operations, in the same
-//                       order, as the CPU engine: results agree bit for bit)
-//   int8_gemm_rows_ref  CPU reference of dptq::cuda::int8_gemm_dequant
+//   int_gemm_epilogue   one output from its int32 sum
+//   int8_gemm_rows_ref  CPU reference of the whole layer (int8 activation codes)
 #pragma once
 #include <cstdint>
 
