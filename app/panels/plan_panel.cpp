@@ -241,8 +241,13 @@ void PlanPanel::draw_measured(const Workspace& ws) {
   const dptq::Trace& t = *ws.trace;
   const dptq::Plan& p = *ws.plan;
   if (!t.has_sensitivity || int64_t(t.sensitivity.block.size()) != p.n_layers()) return;
-  const std::vector<double> gain = dptq::sensitivity_gain(t, "nll");
-  const std::vector<double> score = dptq::dynamics_score(t, dptq::kDefaultDynamicsScore);
+  std::vector<double> gain, score;
+  try {
+    gain = dptq::sensitivity_gain(t, "nll");
+    score = dptq::dynamics_score(t, dptq::kDefaultDynamicsScore);
+  } catch (const dptq::Error&) {
+    return;  // a hand-made trace without site statistics: nothing to compare
+  }
   auto top_sum = [](std::vector<double> v, int64_t k) {
     std::sort(v.begin(), v.end(), std::greater<>());
     double s = 0;
