@@ -127,7 +127,7 @@ int main(int argc, char** argv) {
   cli.add_option("--screenshot", screenshot, "After the last frame, save the window as this PNG "
                  "(implies --frames 3 unless given)");
   cli.add_option("--focus", options.focus, "Panel brought to the front at start")
-      ->check(CLI::IsMember({"Model & data", "Calibration", "Depth", "Heatmaps", "Plan", "Evaluate"}));
+      ->check(CLI::IsMember({"Model & data", "Calibration", "Depth", "Heatmaps", "Proxies", "Plan", "Evaluate", "Export"}));
   cli.add_option("--export", options.export_dir, "Export panel: once the trace and plan are shown, write the plan, "
                  "the trace and the Depth plots into this folder (with --frames; exit code 2 if the PNG fails)");
   cli.add_flag("--export-checkpoint", options.export_checkpoint,

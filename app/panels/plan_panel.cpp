@@ -24,8 +24,8 @@ namespace {
 
 constexpr const char* kPolicies[] = {"dynamicptq", "dynamicptq-jr", "measured", "hsnr", "first-last", "random"};
 constexpr const char* kPolicyHelp[] = {
-    "Largest injected 4-bit noise first: sum over the sites of (sublayer Jump Ratio)^2 x 10^(-SQNR4/10) "
-    "(docs/metrics.md section 9).",
+    "Lowest Historical SNR at the MLP input (its best token) first: the dynamics score chosen on calibration "
+    "text (docs/metrics.md section 9).",
     "The first reading: phase-boundary blocks (massive activations appear or vanish) first, then the largest "
     "Jump Ratio p99.",
     "Largest measured NLL gain first (needs a trace with measured sensitivity: Proxies panel or `dptq sensitivity`).",

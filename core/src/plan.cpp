@@ -240,7 +240,7 @@ std::vector<double> sensitivity_gain_of(const Trace& t) {
 }
 
 // Blocks by `score` descending (NaN last), ties by lower index; top `budget`. `what` names the
-// score in the reasons ("injected-noise score 0.012", "measured NLL gain 0.034").
+// score in the reasons ("hsnr-mlp-max score 0.0101", "measured NLL gain 0.034").
 Order rank_by_score(std::vector<PlanBlock>& blocks, const std::vector<double>& score, const std::string& what,
                     int64_t budget) {
   const int64_t L = static_cast<int64_t>(blocks.size());
@@ -1005,9 +1005,12 @@ std::vector<double> dynamics_score(const Trace& t, const std::string& name, std:
   std::vector<double> score(L, 0.0);
   std::vector<std::array<double, 4>> parts(L, {0, 0, 0, 0});
   if (name == "hsnr-mlp-max") {
+    // docs/metrics.md §9: 10^(−max_t HSNR4_mlp(t) / 10), the 4-bit noise-to-history power ratio at
+    // the MLP input of the block's best-kept token (higher: even that token's history drowns). The
+    // site parts put it on the MLP's two sites, half each.
     for (size_t l = 0; l < L; ++l) {
-      score[l] = -t.blocks[l].hsnr4_mlp_db.max;
-      parts[l].fill(score[l]);
+      score[l] = std::pow(10.0, -t.blocks[l].hsnr4_mlp_db.max / 10.0);
+      parts[l] = {0.0, 0.0, 0.5 * score[l], 0.5 * score[l]};
     }
   } else {
     if (t.sites.size() != L) throw Error(ErrorKind::InvalidArgument, "", "the trace has no site statistics");

@@ -20,8 +20,9 @@
 //
 // Policies (exact definitions, including what is this project's reading of the DynamicPTQ paper,
 // whose code is not public: docs/plan-format.md):
-//   dynamicptq  the dynamics score kDefaultDynamicsScore (dynamics_score below; formula and the
-//               reasoning behind it: docs/metrics.md §9), highest first, ties by lower index;
+//   dynamicptq  the dynamics score kDefaultDynamicsScore (dynamics_score below; the candidates, the
+//               calibration-text evidence that chose it and its formula: docs/metrics.md §9),
+//               highest first, ties by lower index;
 //               top `budget` blocks, or with `budget_macs` single sites (site-level plan)
 //   dynamicptq-jr  the first reading: phase-boundary blocks (emergence / disappearance) first,
 //               then JR p99 descending, ties by lowest HSNR4 p1 (dB), then by lower block index;
@@ -60,7 +61,7 @@ inline constexpr const char* kPlanPolicies[] = {"dynamicptq", "dynamicptq-jr", "
 // Dynamics-only block scores (higher = more sensitive; docs/metrics.md §9). dynamicptq uses the
 // default; the others are kept so `dptq report --proxies` can show them against measured gains.
 inline constexpr const char* kDynamicsScores[] = {"injected-noise", "site-nsr", "hsnr-mlp-max"};
-inline constexpr const char* kDefaultDynamicsScore = "injected-noise";
+inline constexpr const char* kDefaultDynamicsScore = "hsnr-mlp-max";
 inline constexpr const char* kBaseMethods[] = {"quarot-rtn", "quarot-gptq", "rtn", "gptq", "none"};
 
 // Activation bits at the input of q/k/v_proj, o_proj, gate/up_proj and down_proj; 4 or 8.
