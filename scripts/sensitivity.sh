@@ -70,6 +70,9 @@ measure quarot-rtn_builtin_8x512 --method quarot-rtn --calib builtin --windows 8
 sweep sweep_quarot-rtn_new quarot-rtn dynamicptq,measured
 site site_quarot-rtn_dynamicptq quarot-rtn dynamicptq
 site site_quarot-rtn_measured quarot-rtn measured
+# The baselines again with the same build: W4A4KV4 perplexity moves by about 1% on 8 windows with
+# any change of fp32 rounding (docs/benchmarks.md), so only same-build rows are compared.
+sweep sweep_quarot-rtn_baselines quarot-rtn dynamicptq-jr,first-last
 # 3. WikiText-2 test, its first 8 windows x 2048 tokens, blocks only: the gains a score is judged
 #    against on held-out text (never used to choose one).
 measure quarot-rtn_wikitext_8x2048 --method quarot-rtn --calib "$W" --sequential --windows 8 --seqlen 2048 --blocks-only

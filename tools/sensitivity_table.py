@@ -104,8 +104,11 @@ def main():
     print("|---|---|" + "---|" * len(budgets) + "---|")
     for method in ("quarot-rtn", "quarot-gptq"):
         new = load(os.path.join(DIR, f"sweep_{method}_new.json"))
+        base = load(os.path.join(DIR, f"sweep_{method}_baselines.json"))
         old = load(os.path.join(OLD, f"sweep_{method}.json"))
-        for src, data, label in ((new, new, "§6 `sweep_%s_new.json`" % method), (old, old, "§5 `sweep_%s.json`" % method)):
+        for data, label in ((new, "this build, `sweep_%s_new.json`" % method),
+                            (base, "this build, `sweep_%s_baselines.json`" % method),
+                            (old, "§5 (an earlier build), `sweep_%s.json`" % method)):
             if not data:
                 continue
             pols = []
