@@ -39,21 +39,7 @@ struct SensitivityArgs {
 
 json num(double v) { return std::isfinite(v) ? json(v) : json(std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf")); }
 
-// One line per finished step on stderr, with the time left from the pace so far.
-void attach_progress(dptq::Progress& p, std::string label) {
-  const auto start = std::chrono::steady_clock::now();
-  auto last = std::make_shared<int64_t>(-1);
-  p.on_update = [label, start, last](const dptq::Progress& pr) {
-    const auto s = pr.snapshot();
-    if (s.total <= 0 || s.done == *last) return;
-    *last = s.done;
-    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const double left = s.done > 0 ? el / double(s.done) * double(s.total - s.done) : 0;
-    std::fprintf(stderr, "[%s] %lld/%lld %s  %.0fs, ~%.0fs left\n", label.c_str(), (long long)s.done, (long long)s.total,
-                 s.stage.c_str(), el, left);
-    std::fflush(stderr);
-  };
-}
+void attach_progress(dptq::Progress& p, std::string label) { p.on_update = stderr_progress(std::move(label)); }
 
 json entry_json(const dptq::SensitivityEntry& e) {
   return {{"nll_gain", num(e.nll_gain)}, {"nll_gain_se", num(e.nll_gain_se)}, {"kl_gain", num(e.kl_gain)},

@@ -5,9 +5,16 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
+#include "dptq/task.hpp"
+
 namespace dptq_cli {
+
+// The progress printer every subcommand uses (main.cpp): one line per finished step on stderr
+// (one rewritten line on a terminal), with the time left from the pace of the current count.
+std::function<void(const dptq::Progress&)> stderr_progress(std::string label);
 
 // Adds `dptq sensitivity MODEL --method M --calib FILE|builtin [--windows N --seqlen S]
 // [--sequential] [--blocks-only] --out TRACE.h5` to `app` (its options live in static storage);

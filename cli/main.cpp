@@ -80,6 +80,14 @@ struct StderrProgress {
   }
 };
 
+}  // namespace
+
+std::function<void(const dptq::Progress&)> dptq_cli::stderr_progress(std::string label) {
+  return StderrProgress{std::move(label)};
+}
+
+namespace {
+
 int cmd_info(const std::string& model_path, bool as_json) {
   const dptq::ModelInfo info = dptq::inspect_model(model_path);
   const auto& c = info.config;
