@@ -8,6 +8,7 @@
 //   quant_maxq/quant_minq   code range: asym [0, 2^b-1], sym [-2^(b-1), 2^(b-1)-1]
 //   round_half_even         torch.round semantics (ties to even)
 //   act_quant_params        scale and zero point of one row / group from its min and max
+//   segment_quant_params    the same from the row / group itself (min / max pass + act_quant_params)
 //   quant_code / dequant    x -> integer code -> value
 //   act_fake_quant_rows_ref CPU reference of kernels/act_quant.cuh
 //   pack_nibbles / unpack_lo / unpack_hi, pack_int4_rows_ref / unpack_int4_rows_ref
@@ -100,6 +101,19 @@ DPTQ_HD inline QuantParams act_quant_params(float vmin, float vmax, int bits, bo
   return p;
 }
 
+// Scale and zero point of one contiguous segment of n >= 1 elements: the whole row when
+// cfg.group_size == 0 (range includes 0), one group otherwise. Sequential fminf / fmaxf over the
+// segment; the kernels reduce the same two values in another order, which gives the same result
+// (min and max are exact and order-free for non-NaN input).
+DPTQ_HD inline QuantParams segment_quant_params(const float* xs, int64_t n, const ActQuantConfig& cfg) {
+  float vmin = xs[0], vmax = xs[0];
+  for (int64_t c = 1; c < n; ++c) {
+    vmin = fminf(vmin, xs[c]);
+    vmax = fmaxf(vmax, xs[c]);
+  }
+  return act_quant_params(vmin, vmax, cfg.bits, cfg.sym, cfg.clip_ratio, cfg.group_size == 0);
+}
+
 // Integer code of x (in [quant_minq, quant_maxq]).
 DPTQ_HD inline int quant_code(float x, QuantParams p, int bits, bool sym) {
   return static_cast<int>(quant_code_f(x, p.scale, p.zero, static_cast<float>(quant_minq(bits, sym)),
@@ -119,12 +133,7 @@ inline void act_fake_quant_rows_ref(const float* x, int64_t ldx, float* y, int64
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t gi = 0; gi < groups; ++gi) {
       const float* xs = x + r * ldx + gi * g;
-      float vmin = xs[0], vmax = xs[0];
-      for (int64_t c = 1; c < g; ++c) {
-        vmin = fminf(vmin, xs[c]);
-        vmax = fmaxf(vmax, xs[c]);
-      }
-      const QuantParams p = act_quant_params(vmin, vmax, cfg.bits, cfg.sym, cfg.clip_ratio, cfg.group_size == 0);
+      const QuantParams p = segment_quant_params(xs, g, cfg);
       float* ys = y + r * ldy + gi * g;
       for (int64_t c = 0; c < g; ++c) {
         const int q = quant_code(xs[c], p, cfg.bits, cfg.sym);

@@ -47,12 +47,7 @@ inline void quant_pack_rows_ref(const float* x, int64_t ldx, int64_t rows, int64
     for (int64_t j = 0; j < code_bytes_per_row(cols, cfg.bits); ++j) cr[j] = 0;
     for (int64_t gi = 0; gi < groups; ++gi) {
       const float* xs = x + r * ldx + gi * g;
-      float vmin = xs[0], vmax = xs[0];
-      for (int64_t c = 1; c < g; ++c) {
-        vmin = fminf(vmin, xs[c]);
-        vmax = fmaxf(vmax, xs[c]);
-      }
-      const QuantParams p = act_quant_params(vmin, vmax, cfg.bits, cfg.sym, cfg.clip_ratio, cfg.group_size == 0);
+      const QuantParams p = segment_quant_params(xs, g, cfg);
       for (int64_t c = 0; c < g; ++c) {
         const int q = quant_code(xs[c], p, cfg.bits, cfg.sym);
         const int64_t col = gi * g + c;
