@@ -1,6 +1,9 @@
 // Helpers for the GPU-vs-CPU kernel suites (tests/test_kernels_*.cpp, built only with CUDA).
 // Each suite compares a CUDA kernel with its CPU reference by normalized error on odd shapes and
-// strided rows, and skips (reported, not failed) when no GPU is usable.
+// strided rows, and skips (reported, not failed) when no GPU is usable. GPU cases carry the doctest
+// suite "gpu"; tests/CMakeLists.txt registers each binary twice: <name> runs the other cases (argument
+// checks, which need no device), <name>_gpu the GPU cases, reported by ctest as Skipped (exit code
+// 77) when no device exists.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -14,17 +17,31 @@
 
 namespace dptq::test {
 
-// True when a CUDA device can be used; false (and the sticky error cleared) when the driver is
-// missing or no device exists, as on the build machines.
-inline bool cuda_device_available() {
-  int n = 0;
-  const cudaError_t err = cudaGetDeviceCount(&n);
-  if (err != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return n > 0;
+// Why no CUDA device can be used ("" when one can): the driver is missing or no device exists, as
+// on the build machines. The sticky error is cleared. Computed once per process.
+inline const std::string& cuda_unavailable_reason() {
+  static const std::string why = [] {
+    int n = 0;
+    const cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      return std::string("no usable CUDA device: cudaGetDeviceCount failed with ") + cudaGetErrorName(err) + " (" +
+             cudaGetErrorString(err) + ")";
+    }
+    return n > 0 ? std::string() : std::string("no usable CUDA device: cudaGetDeviceCount found 0 devices");
+  }();
+  return why;
 }
+
+inline bool cuda_device_available() { return cuda_unavailable_reason().empty(); }
+
+// GPU test cases that skipped themselves in this process; tests/kernel_test_main.cpp exits with
+// kGpuSkipExitCode (ctest's SKIP_RETURN_CODE, tests/CMakeLists.txt) when some did and none failed.
+inline int& gpu_skipped_cases() {
+  static int n = 0;
+  return n;
+}
+constexpr int kGpuSkipExitCode = 77;
 
 inline void cuda_ok(cudaError_t err, const char* what) {
   if (err != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
@@ -67,5 +84,13 @@ inline double normalized_error(const std::vector<float>& a, const std::vector<fl
 
 }  // namespace dptq::test
 
-#define DPTQ_SKIP_UNLESS_GPU() \
-  DPTQ_SKIP_UNLESS(::dptq::test::cuda_device_available(), "no usable CUDA device (cudaGetDeviceCount failed or returned 0)")
+// First statement of every GPU test case (declared with `* doctest::test_suite("gpu")`, which the
+// ctest entry <suite>_gpu selects): skips the case, reported and counted, when no GPU is usable.
+#define DPTQ_SKIP_UNLESS_GPU()                                               \
+  do {                                                                       \
+    if (!::dptq::test::cuda_device_available()) {                            \
+      ++::dptq::test::gpu_skipped_cases();                                   \
+      MESSAGE("SKIPPED: " << ::dptq::test::cuda_unavailable_reason());        \
+      return;                                                                \
+    }                                                                        \
+  } while (0)

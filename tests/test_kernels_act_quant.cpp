@@ -28,7 +28,7 @@ TEST_CASE("act_fake_quant_f32 rejects bad arguments before touching the GPU") {
   }
 }
 
-TEST_CASE("act_fake_quant_f32 matches the CPU reference bit for bit") {
+TEST_CASE("act_fake_quant_f32 matches the CPU reference bit for bit" * doctest::test_suite("gpu")) {
   DPTQ_SKIP_UNLESS_GPU();
   std::mt19937 rng(5);
   std::normal_distribution<float> nd(0.0f, 2.0f);

@@ -33,7 +33,7 @@ TEST_CASE("fwht rejects bad arguments before touching the GPU") {
   }
 }
 
-TEST_CASE("fwht matches the CPU reference bit for bit (fp32), odd shapes, strided and in place") {
+TEST_CASE("fwht matches the CPU reference bit for bit (fp32), odd shapes, strided and in place" * doctest::test_suite("gpu")) {
   DPTQ_SKIP_UNLESS_GPU();
   std::mt19937 rng(9);
   std::normal_distribution<float> nd(0.0f, 1.0f);

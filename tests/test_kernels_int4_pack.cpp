@@ -18,7 +18,7 @@ TEST_CASE("pack_int4 / unpack_int4 reject bad arguments before touching the GPU"
   CHECK_NOTHROW(dptq::cuda::pack_int4(&c, 3, &p, 2, 0, 3, nullptr));
 }
 
-TEST_CASE("pack_int4 / unpack_int4 match the CPU reference") {
+TEST_CASE("pack_int4 / unpack_int4 match the CPU reference" * doctest::test_suite("gpu")) {
   DPTQ_SKIP_UNLESS_GPU();
   std::mt19937 rng(9);
   for (bool is_signed : {true, false}) {

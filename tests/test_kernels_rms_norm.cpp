@@ -19,7 +19,7 @@ TEST_CASE("rms_norm_f32 rejects bad arguments before touching the GPU") {
   CHECK_NOTHROW(dptq::cuda::rms_norm_f32(&dummy, 4, &dummy, &dummy, 4, 0, 4, 1e-5f, nullptr));  // empty: no-op
 }
 
-TEST_CASE("rms_norm_f32 matches the CPU reference") {
+TEST_CASE("rms_norm_f32 matches the CPU reference" * doctest::test_suite("gpu")) {
   DPTQ_SKIP_UNLESS_GPU();
   for (int64_t rows : {1, 3, 17}) {
     for (int64_t cols : {1, 7, 31, 33, 255, 257, 1000, 4099}) {
