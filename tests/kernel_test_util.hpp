@@ -5,7 +5,12 @@
 // checks, which need no device), <name>_gpu the GPU cases, reported by ctest as Skipped (exit code
 // 77) when no device exists.
 #pragma once
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
 #include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
 
 #include <cmath>
 #include <cstddef>
@@ -13,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "dptq/kernels/dtype.hpp"
 #include "test_util.hpp"
 
 namespace dptq::test {
@@ -71,6 +77,54 @@ class DeviceBuffer {
   void* ptr_ = nullptr;
   size_t n_ = 0;
 };
+
+// The element types the kernels take, for loops over dtypes.
+inline const std::vector<kmath::DType>& all_dtypes() {
+  static const std::vector<kmath::DType> d = {kmath::DType::F32, kmath::DType::F16, kmath::DType::BF16};
+  return d;
+}
+
+// v stored as `dtype` (fp16 / bf16 rounded to nearest even, as the kernels store), as raw bytes.
+inline std::vector<uint8_t> to_dtype_bytes(const std::vector<float>& v, kmath::DType dtype) {
+  std::vector<uint8_t> out(v.size() * size_t(kmath::dtype_size(dtype)));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (dtype == kmath::DType::F32) {
+      std::memcpy(out.data() + 4 * i, &v[i], 4);
+    } else if (dtype == kmath::DType::F16) {
+      const c10::Half h(v[i]);
+      std::memcpy(out.data() + 2 * i, &h.x, 2);
+    } else {
+      const c10::BFloat16 b(v[i]);
+      std::memcpy(out.data() + 2 * i, &b.x, 2);
+    }
+  }
+  return out;
+}
+
+// The inverse of to_dtype_bytes (exact).
+inline std::vector<float> from_dtype_bytes(const std::vector<uint8_t>& bytes, kmath::DType dtype) {
+  const size_t es = size_t(kmath::dtype_size(dtype));
+  std::vector<float> out(bytes.size() / es);
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (dtype == kmath::DType::F32) {
+      std::memcpy(&out[i], bytes.data() + 4 * i, 4);
+    } else if (dtype == kmath::DType::F16) {
+      c10::Half h;
+      std::memcpy(&h.x, bytes.data() + 2 * i, 2);
+      out[i] = float(h);
+    } else {
+      c10::BFloat16 b;
+      std::memcpy(&b.x, bytes.data() + 2 * i, 2);
+      out[i] = float(b);
+    }
+  }
+  return out;
+}
+
+// v rounded to dtype and back: what a kernel reading or writing dtype sees.
+inline std::vector<float> round_to_dtype(const std::vector<float>& v, kmath::DType dtype) {
+  return from_dtype_bytes(to_dtype_bytes(v, dtype), dtype);
+}
 
 // ||a - b||_2 / ||b||_2 (0 when both are zero).
 inline double normalized_error(const std::vector<float>& a, const std::vector<float>& b) {

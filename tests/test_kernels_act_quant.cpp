@@ -84,3 +84,65 @@ TEST_CASE("act_fake_quant_f32 matches the CPU reference bit for bit" * doctest::
     }
   }
 }
+
+TEST_CASE("act_fake_quant rejects an unknown dtype") {
+  float dummy = 0;
+  CHECK_THROWS_AS(dptq::cuda::act_fake_quant(&dummy, 1, &dummy, 1, 1, 1, static_cast<dptq::kmath::DType>(7),
+                                             ActQuantConfig{}, nullptr, 0, nullptr, nullptr, nullptr),
+                  dptq::Error);
+}
+
+TEST_CASE("act_fake_quant: fp32 / fp16 / bf16 x bits 2..8 x asym / sym x clip, odd shapes, strided rows" *
+          doctest::test_suite("gpu")) {
+  DPTQ_SKIP_UNLESS_GPU();
+  // fp16 / bf16 are read exactly into fp32 and the output rounded once, so the kernel equals the
+  // reference run on the rounded input, its output rounded the same way: normalized error 0.
+  using dptq::kmath::DType;
+  int64_t cases = 0;
+  for (DType dtype : dptq::test::all_dtypes()) {
+    for (int bits = 2; bits <= 8; ++bits) {
+      for (bool sym : {false, true}) {
+        for (float clip : {1.0f, 0.9f}) {
+          for (int64_t rows : {1, 3, 19}) {
+            for (int64_t cols : {1, 31, 576, 1000}) {
+              for (int64_t group : {int64_t{0}, int64_t{8}, int64_t{125}}) {
+                if (group && cols % group) continue;
+                const ActQuantConfig cfg{bits, sym, clip, group};
+                CAPTURE(dptq::kmath::dtype_name(dtype));
+                CAPTURE(bits);
+                CAPTURE(sym);
+                CAPTURE(clip);
+                CAPTURE(rows);
+                CAPTURE(cols);
+                CAPTURE(group);
+                const int64_t ld = cols + 5;
+                auto x = dptq::test::round_to_dtype(
+                    dptq::test::randn(static_cast<size_t>(rows * ld), uint32_t(bits * 7919 + cols * 31 + rows), 1.5f), dtype);
+                if (cols > 3) x[1] = dptq::test::round_to_dtype({-40.0f}, dtype)[0];  // an outlier, clipped
+                const int64_t groups = group ? cols / group : 1;
+                std::vector<float> ref(x.size(), 0.0f), ref_s(static_cast<size_t>(rows * groups)), ref_z(static_cast<size_t>(rows * groups));
+                dptq::kmath::act_fake_quant_rows_ref(x.data(), ld, ref.data(), ld, rows, cols, cfg, nullptr, 0,
+                                                     ref_s.data(), ref_z.data());
+                for (int64_t r = 0; r < rows; ++r)  // the padding keeps x (the kernel must not touch it)
+                  for (int64_t c = cols; c < ld; ++c) ref[static_cast<size_t>(r * ld + c)] = -7.0f;
+                ref = dptq::test::round_to_dtype(ref, dtype);
+                DeviceBuffer<uint8_t> dx(dptq::test::to_dtype_bytes(x, dtype));
+                DeviceBuffer<uint8_t> dy(dptq::test::to_dtype_bytes(std::vector<float>(x.size(), -7.0f), dtype));
+                DeviceBuffer<float> ds(ref_s.size()), dz(ref_z.size());
+                dptq::cuda::act_fake_quant(dx.get(), ld, dy.get(), ld, rows, cols, dtype, cfg, nullptr, 0, ds.get(),
+                                           dz.get(), nullptr);
+                const auto y = dptq::test::from_dtype_bytes(dy.download(), dtype);
+                REQUIRE(int64_t(y.size()) == rows * ld);
+                CHECK(dptq::test::normalized_error(y, ref) == 0.0);
+                CHECK(ds.download() == ref_s);
+                CHECK(dz.download() == ref_z);
+                ++cases;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  MESSAGE(cases << " configurations");
+}

@@ -70,8 +70,46 @@ TEST_CASE("fwht matches the CPU reference bit for bit (fp32), odd shapes, stride
         const auto in_place = dx.download();
         int64_t differ = 0;
         for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = 0; c < n; ++c) differ += in_place[size_t(r * ld + c)] != ref[size_t(r * ld + c)];
+          for (int64_t c = 0; c < n; ++c) differ += in_place[static_cast<size_t>(r * ld + c)] != ref[static_cast<size_t>(r * ld + c)];
         CHECK(differ == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("fwht: fp16 / bf16 in and out equal the fp32 reference on the rounded input, rounded once" *
+          doctest::test_suite("gpu")) {
+  DPTQ_SKIP_UNLESS_GPU();
+  using dptq::kmath::DType;
+  for (DType dtype : {DType::F16, DType::BF16}) {
+    for (int64_t n : {2, 12, 40, 128, 2560, 4096}) {  // 2^k and the Paley orders 12, 20 (2560 = 20 · 2^7), 40
+      const int64_t m = dptq::kmath::hadamard_base_order(n);
+      REQUIRE(m > 0);
+      std::vector<int8_t> base(static_cast<size_t>(m * m));
+      REQUIRE(dptq::kmath::hadamard_base_fill(m, base.data()));
+      for (int64_t rows : {1, 7}) {
+        CAPTURE(dptq::kmath::dtype_name(dtype));
+        CAPTURE(n);
+        CAPTURE(rows);
+        const int64_t ld = n + 3;
+        const auto x = dptq::test::round_to_dtype(dptq::test::randn(static_cast<size_t>(rows * ld), uint32_t(n + rows)), dtype);
+        const float scale = 1.0f / std::sqrt(float(n));
+        std::vector<float> ref(x.size(), 0.0f);
+        dptq::kmath::fwht_rows_ref(x.data(), ld, ref.data(), ld, rows, n, base.data(), m, nullptr, scale);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = n; c < ld; ++c) ref[static_cast<size_t>(r * ld + c)] = 0.0f;  // padding stays as written
+        ref = dptq::test::round_to_dtype(ref, dtype);
+        DeviceBuffer<uint8_t> dx(dptq::test::to_dtype_bytes(x, dtype));
+        DeviceBuffer<uint8_t> dy(dptq::test::to_dtype_bytes(std::vector<float>(x.size(), 0.0f), dtype));
+        DeviceBuffer<int8_t> db(base);
+        dptq::cuda::FwhtParams p;
+        p.n = n;
+        p.m = m;
+        p.base = m > 1 ? db.get() : nullptr;
+        p.scale = scale;
+        dptq::cuda::fwht(dx.get(), ld, dy.get(), ld, rows, dtype, p, nullptr);
+        const auto y = dptq::test::from_dtype_bytes(dy.download(), dtype);
+        CHECK(dptq::test::normalized_error(y, ref) == 0.0);
       }
     }
   }

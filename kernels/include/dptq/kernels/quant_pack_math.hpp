@@ -1,11 +1,13 @@
 // dptq/kernels/quant_pack_math.hpp — quantization to stored codes (packed int4 or one byte per
-// code) + scales / zero points: the arithmetic shared by kernels/act_quant_packed.cuh (per token),
-// kernels/kv_quant.cuh (group-wise, the KV cache) and their CPU references. Torch-free; plain C++
-// under g++, __host__ __device__ under nvcc.
+// code) + scales / zero points: the arithmetic shared by kernels/quant_pack.cuh (quant_pack per
+// token, kv_quant group-wise for the KV cache, dequant_packed) and their CPU references.
+// Torch-free; plain C++ under g++, __host__ __device__ under nvcc.
 //
 // Contents
+//   validate_quant_pack    validate_act_quant plus the storage rule (even groups when packed)
 //   code_bytes_per_row     storage of one row of codes
-//   store_code / load_code one code in a row of storage (nibble or byte)
+//   segment_code_byte      byte j of the storage of one row / group (what each kernel thread writes)
+//   load_code              one code of a row of storage (nibble or byte), decoded
 //   quant_pack_rows_ref    CPU reference of both kernels (cfg.group_size 0: per token, else groups)
 //   dequant_packed_rows_ref  the inverse: codes + scales / zeros -> values
 //
@@ -26,6 +28,34 @@ DPTQ_HD inline int64_t code_bytes_per_row(int64_t cols, int bits) { return bits 
 
 DPTQ_HD inline uint8_t code_byte(int q) { return static_cast<uint8_t>(q & 0xff); }
 
+// nullptr when rows of `cols` elements can be stored under `cfg`, else a one-line reason. Packed
+// groups (bits <= 4, group_size > 0) must be even so that every group starts on a byte.
+inline const char* validate_quant_pack(const ActQuantConfig& cfg, int64_t cols) {
+  if (const char* why = validate_act_quant(cfg, cols)) return why;
+  if (cfg.bits <= 4 && cfg.group_size > 0 && cfg.group_size % 2 != 0)
+    return "packed 2..4-bit codes need an even group_size";
+  return nullptr;
+}
+
+// Byte j of the stored codes of one segment of n elements (a row, or a group starting on a byte;
+// load(i) returns element i as fp32) quantized with p: bits <= 4, codes 2j (low nibble) and
+// 2j + 1 (high nibble, 0 past the end); bits 5..8, code j.
+template <typename Load>
+DPTQ_HD inline uint8_t segment_code_byte(Load load, int64_t n, int64_t j, QuantParams p, int bits, bool sym) {
+  if (bits <= 4) {
+    const int lo = quant_code(load(2 * j), p, bits, sym);
+    const int hi = 2 * j + 1 < n ? quant_code(load(2 * j + 1), p, bits, sym) : 0;
+    return pack_nibbles(lo, hi);
+  }
+  return code_byte(quant_code(load(j), p, bits, sym));
+}
+
+// The loader of fp32 segments (a functor, not a lambda: nvcc compiles it for both sides).
+struct F32Load {
+  const float* p;
+  DPTQ_HD float operator()(int64_t i) const { return p[i]; }
+};
+
 // Code c of a row of storage, decoded (sign-extended when sym).
 DPTQ_HD inline int load_code(const uint8_t* row, int64_t c, int bits, bool sym) {
   if (bits <= 4) {
@@ -37,25 +67,19 @@ DPTQ_HD inline int load_code(const uint8_t* row, int64_t c, int bits, bool sym) 
 }
 
 // x [rows][cols] (row stride ldx) -> codes [rows][code_bytes_per_row] (stride ldc), scales and
-// zeros [rows][groups]. Call validate_act_quant first; group-wise packed int4 needs an even group.
+// zeros [rows][groups] (each may be nullptr). Call validate_quant_pack first.
 inline void quant_pack_rows_ref(const float* x, int64_t ldx, int64_t rows, int64_t cols, const ActQuantConfig& cfg,
                                 uint8_t* codes, int64_t ldc, float* scales, float* zeros) {
   const int64_t g = cfg.group_size > 0 ? cfg.group_size : cols;
   const int64_t groups = cols > 0 ? cols / g : 0;
+  const int64_t seg_bytes = code_bytes_per_row(g, cfg.bits);
   for (int64_t r = 0; r < rows; ++r) {
-    uint8_t* cr = codes + r * ldc;
-    for (int64_t j = 0; j < code_bytes_per_row(cols, cfg.bits); ++j) cr[j] = 0;
     for (int64_t gi = 0; gi < groups; ++gi) {
       const float* xs = x + r * ldx + gi * g;
       const QuantParams p = segment_quant_params(xs, g, cfg);
-      for (int64_t c = 0; c < g; ++c) {
-        const int q = quant_code(xs[c], p, cfg.bits, cfg.sym);
-        const int64_t col = gi * g + c;
-        if (cfg.bits <= 4)
-          cr[col / 2] = static_cast<uint8_t>(cr[col / 2] | ((q & 0xf) << ((col & 1) * 4)));
-        else
-          cr[col] = code_byte(q);
-      }
+      uint8_t* cs = codes + r * ldc + gi * seg_bytes;
+      for (int64_t j = 0; j < seg_bytes; ++j)
+        cs[j] = segment_code_byte(F32Load{xs}, g, j, p, cfg.bits, cfg.sym);
       if (scales) scales[r * groups + gi] = p.scale;
       if (zeros) zeros[r * groups + gi] = p.zero;
     }
