@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # One command that checks the CUDA path the first time a GPU is available (docs/kernels.md):
 #   1. builds with CUDA (build/gpu, -DDPTQ_WITH_CUDA=ON),
-#   2. runs every GPU suite (tests/test_kernels_*: each kernel against its CPU reference),
-#   3. runs a short end-to-end pass on --device cuda and on the CPU and compares them:
+#   2. runs every GPU suite (tests/test_kernels_*_gpu: each kernel against its CPU reference; on a
+#      GPU machine a suite that reports Skipped is a failure of this check),
+#   3. runs the GPU benchmark of every kernel (bench/bench_kernels --quick: GB/s vs peak),
+#   4. runs a short end-to-end pass on --device cuda and on the CPU and compares them:
 #      profile 8 x 512 -> plan (dynamicptq, k = 4) -> ppl QuaRot-RTN + plan on 4 windows x 2048,
-#   4. prints one summary table.
-# Without a GPU it says so after the build and exits 0. Target: under 8 minutes on one datacenter
+#   5. prints one summary table; exits 1 if a suite failed or skipped on a GPU.
+# Without a GPU it says so after the build (the GPU suites then report Skipped) and exits 0. Target: under 8 minutes on one datacenter
 # GPU once the dependencies are cached (scripts/setup.sh).
 #
 #   scripts/gpu-check.sh            (uses ~/.cache/dptq; the default model; ../shared/data for text)
@@ -17,6 +19,7 @@ B=build/gpu
 M="${DPTQ_MODEL:-$HOME/.cache/dptq/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 W="${DPTQ_WIKITEXT:-../shared/data/wikitext-2-raw-test.txt}"
 OUT="$B/gpu-check"
+mkdir -p "$B"
 declare -a SUMMARY
 row() { SUMMARY+=("$(printf '%-46s %s' "$1" "$2")"); }
 start=$(date +%s)
@@ -26,21 +29,39 @@ cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDPTQ_WITH_CUDA=O
 cmake --build "$B" -j "$(nproc)" > "$B.build.log" 2>&1 || { echo "gpu-check: build failed: $B.build.log"; exit 1; }
 row "build (nvcc, archs ${DPTQ_CUDA_ARCHS:-80;90})" "ok ($(( $(date +%s) - start )) s)"
 
+# Every kernel suite: <name> (argument checks) and <name>_gpu (the GPU comparisons, exit 77 =
+# Skipped when no device is usable).
+ctest --test-dir "$B" -R kernel --output-on-failure > "$B.ctest.log" 2>&1
+suite_rows() {
+  local t st
+  while read -r t st; do row "  $t" "$st"; done < <(sed -n 's/^ *[0-9]*\/[0-9]* Test *#[0-9]*: \([a-z0-9_]*\) \.*[* ]*\([A-Za-z]*\).*/\1 \2/p' "$B.ctest.log")
+}
+
 if ! nvidia-smi -L > /dev/null 2>&1; then
-  echo "gpu-check: no GPU (nvidia-smi finds none); built only. GPU suites would skip:"
-  ctest --test-dir "$B" -R kernels 2>&1 | tail -3
+  echo "gpu-check: no GPU (nvidia-smi finds none); built only. The GPU suites report Skipped:"
+  grep -E "Skipped|tests passed|SKIPPED" "$B.ctest.log" | head -20
+  "$B/bench/bench_kernels" --quick | head -1
+  suite_rows
   printf '%s\n' "${SUMMARY[@]}"
   exit 0
 fi
-row "device" "$(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1)"
+row "device" "$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -1)"
 
-# 2. GPU suites: every kernel against its CPU reference.
-if ctest --test-dir "$B" -R kernels --output-on-failure > "$OUT.ctest.log" 2>&1; then
-  row "GPU suites (ctest -R kernels)" "passed: $(grep -c 'Passed' "$OUT.ctest.log") suites"
+# 2. GPU suites: every kernel against its CPU reference. Skipped on a GPU machine is a failure.
+status=0
+n_pass=$(grep -c 'Test *#.* Passed' "$B.ctest.log"); n_skip=$(grep -c 'Test *#.*Skipped' "$B.ctest.log")
+n_fail=$(grep -c 'Test *#.*\*\*\*\(Failed\|Timeout\|Exception\)' "$B.ctest.log")
+row "kernel suites (ctest -R kernel)" "$n_pass passed, $n_fail failed, $n_skip skipped (log: $B.ctest.log)"
+suite_rows
+if [ "$n_fail" != 0 ] || [ "$n_skip" != 0 ]; then status=1; fi
+
+# 3. GPU benchmark of every kernel.
+if "$B/bench/bench_kernels" --quick > "$OUT.bench.log" 2>&1; then
+  while IFS= read -r line; do row "  bench: ${line%% *}" "${line#* }"; done < <(grep -v '^{' "$OUT.bench.log" | sed 's/  */ /g' | tail -n +2)
+  row "bench_kernels" "ok (JSON: last line of $OUT.bench.log)"
 else
-  row "GPU suites (ctest -R kernels)" "FAILED: see $OUT.ctest.log"
+  row "bench_kernels" "FAILED: see $OUT.bench.log"; status=1
 fi
-if grep -q "SKIPPED" "$B"/Testing/Temporary/LastTest.log 2>/dev/null; then row "GPU suites" "some cases SKIPPED: see LastTest.log"; fi
 
 # 3. End to end on both devices.
 mkdir -p "$OUT"
@@ -65,3 +86,4 @@ row "total" "$(( $(date +%s) - start )) s"
 echo
 printf '%s\n' "${SUMMARY[@]}"
 echo "(CUDA runs bf16 by default, the CPU fp32: perplexities agree to about 1%, plans should match; logs in $OUT)"
+exit "$status"
