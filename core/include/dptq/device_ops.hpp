@@ -1,0 +1,31 @@
+// dptq/device_ops.hpp — one entry per kernel operation, dispatched on the tensor's device: the
+// CUDA kernel (kernels/, docs/kernels.md) for CUDA tensors when this build has the kernels, the
+// CPU reference of the same shared arithmetic otherwise. Results agree bit for bit between the two
+// (the kernels' suites check it on a GPU). Include only from translation units that need tensors.
+//
+// Contents
+//   cuda_kernels_built   whether dptq_kernels is linked (built with nvcc)
+//   fake_quant           per-token / per-group quantize-dequantize (quant_math.hpp)
+//   hadamard_rotate      x · diag(sign) · H_n · scale along the last dimension (fwht_math.hpp),
+//                        H_n the core's hadamard_matrix(n)
+//
+// Not yet called by the forward pass or the profiler (issue 15, docs/kernels.md "Still to do").
+#pragma once
+#include <ATen/ATen.h>
+
+#include "dptq/quant.hpp"
+
+namespace dptq::device_ops {
+
+bool cuda_kernels_built();
+
+// Same shape, dtype and device as x. fp32 / fp16 / bf16 CUDA tensors run cuda::act_fake_quant on
+// the current stream; everything else dptq::fake_quant.
+at::Tensor fake_quant(const at::Tensor& x, const ActQuantConfig& cfg);
+
+// y = (x ⊙ sign) · H_n · scale over the last dimension n (sign: [n] of ±1, or undefined). Same
+// shape, dtype and device as x. CUDA: cuda::fwht (fp32 math, rounded once to x's dtype); CPU:
+// kmath::fwht_rows_ref in fp32. Throws InvalidArgument when no Hadamard matrix of order n exists.
+at::Tensor hadamard_rotate(const at::Tensor& x, const at::Tensor& sign, double scale);
+
+}  // namespace dptq::device_ops
