@@ -18,6 +18,7 @@
 #define STB_IMAGE_WRITE_STATIC
 #include <stb/stb_image_write.h>
 
+#include "dptq/atomic_file.hpp"
 #include "dptq/error.hpp"
 
 namespace dptq::studio {
@@ -58,27 +59,9 @@ void write_png_rgb(const std::filesystem::path& path, int width, int height,
       stbi_write_png_to_mem(rgb.data(), width * 3, width, height, 3, &len), std::free);
   if (!png) throw Error(ErrorKind::Io, path.string(), "PNG encoding failed");
 
-  const std::string tmp = path.string() + ".tmp-" + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(ErrorKind::Io, path.string(), std::strerror(errno));
-  const unsigned char* p = png.get();
-  ssize_t left = len;
-  bool ok = true;
-  while (left > 0) {
-    const ssize_t n = ::write(fd, p, static_cast<size_t>(left));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) { ok = false; break; }
-    p += n;
-    left -= n;
-  }
-  const int saved_errno = errno;
-  ok = ok && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(ok ? errno : saved_errno);
-    std::remove(tmp.c_str());
-    throw Error(ErrorKind::Io, path.string(), "cannot write: " + why);
-  }
+  AtomicFile out(path);  // the PNG appears complete or not at all
+  out.write(png.get(), static_cast<size_t>(len));
+  out.commit();
 }
 
 }  // namespace dptq::studio

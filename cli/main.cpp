@@ -302,6 +302,30 @@ int cmd_quantize(const std::string& model_path, QuantArgs qa, const std::string&
   return 0;
 }
 
+// Fails before any long work when `out` cannot become a file: its folder is missing or not a
+// folder, or `out` itself is a folder.
+void check_output_file(const std::string& out) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path p(out);
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  if (!fs::is_directory(dir, ec))
+    throw dptq::Error(dptq::ErrorKind::Io, out, "cannot write: folder " + dir.string() + " does not exist or is not a folder");
+  if (fs::is_directory(p, ec)) throw dptq::Error(dptq::ErrorKind::Io, out, "cannot write: is a folder");
+}
+
+int cmd_export_hf(const std::string& model_path, const std::string& out, bool as_json) {
+  std::fprintf(stderr, "[export-hf] loading %s\n", model_path.c_str());
+  const dptq::Model model = dptq::load_model(model_path, {dptq::Device::Cpu});
+  std::fprintf(stderr, "[export-hf] writing %s\n", out.c_str());
+  dptq::save_hf_folder(model, out);
+  if (as_json)
+    std::cout << json{{"model", model_path}, {"out", out}, {"fingerprint", model.info().fingerprint}}.dump(2) << "\n";
+  else
+    std::printf("wrote %s (HF folder: config.json, model.safetensors, tokenizer files)\n", out.c_str());
+  return 0;
+}
+
 int cmd_profile(const std::string& model_path, const dptq::ProfileOptions& opts, const std::string& out,
                 const std::string& device, bool as_json) {
   const dptq::Device dev = dptq::parse_device(device);
@@ -309,6 +333,7 @@ int cmd_profile(const std::string& model_path, const dptq::ProfileOptions& opts,
   if (opts.rotation != "none" && opts.rotation != "quarot")
     throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "unknown --rotation '" + opts.rotation + "' (expected none or quarot)");
   if (opts.samples < 1) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--samples must be at least 1");
+  check_output_file(out);
   if (opts.seqlen < 2) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--seqlen must be at least 2 (got " + std::to_string(opts.seqlen) + ")");
   if (opts.calib != "builtin") {
     const std::string text = dptq::read_text_file(opts.calib);  // fails early for an unreadable file
@@ -464,6 +489,7 @@ void check_trace_matches(const dptq::Trace& trace, const dptq::ModelInfo& info, 
 int cmd_plan(const std::string& trace_path, dptq::PlanOptions opts, const std::string& out, QuantArgs qa,
              const OracleArgs& oa, const std::string& device, bool as_json) {
   const dptq::Trace trace = dptq::read_trace(trace_path);
+  check_output_file(out);
   opts.trace_path = trace_path;
   dptq::Plan plan;
   json extra = nullptr;
@@ -532,6 +558,7 @@ int cmd_sweep(const std::string& model_path, const std::string& text_path, Sweep
               QuantArgs qa, const OracleArgs& oa, const std::string& device, bool as_json) {
   const dptq::Device dev = dptq::parse_device(device);
   if (sa.out.empty()) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--out is required");
+  check_output_file(sa.out);
   const dptq::ModelInfo info = check_eval_args(model_path, text_path, popts);
   const dptq::Trace trace = dptq::read_trace(sa.trace_path);
   check_trace_matches(trace, info, sa.trace_path);
@@ -655,6 +682,13 @@ int main(int argc, char** argv) {
   info->add_option("MODEL", model_path, "GGUF file or HF folder")->required();
   info->add_flag("--json", as_json, "Print one JSON object on stdout");
 
+  std::string hf_out;
+  auto* export_hf = app.add_subcommand("export-hf", "Write a model (e.g. a GGUF) as an HF folder: config.json, fp32 "
+                                                    "model.safetensors, tokenizer files (what transformers loads)");
+  export_hf->add_option("MODEL", model_path, "GGUF file or HF folder")->required();
+  export_hf->add_option("--out", hf_out, "Output folder (must not exist)")->required();
+  export_hf->add_flag("--json", as_json, "Print one JSON object on stdout");
+
   dptq::PerplexityOptions popts;
   auto* ppl = app.add_subcommand("ppl", "Perplexity on a text file (GPTQ/QuaRot protocol: whole text tokenized once, "
                                          "non-overlapping windows, tail dropped)");
@@ -755,6 +789,7 @@ int main(int argc, char** argv) {
 
   try {
     if (*info) return cmd_info(model_path, as_json);
+    if (*export_hf) return cmd_export_hf(model_path, hf_out, as_json);
     if (*ppl) return cmd_ppl(model_path, text_path, popts, device, qa, as_json, profile_ops);
     if (*quantize) return cmd_quantize(model_path, qa, quant_out, device, as_json);
     if (*sweep) return cmd_sweep(model_path, text_path, sweep_args, popts, qa, oracle_args, device, as_json);

@@ -29,7 +29,8 @@ NV_WHEELS=(
 )
 APT_PKGS=(cmake ninja-build ccache g++ pkg-config unzip libhdf5-dev hdf5-tools libglfw3-dev doctest-dev
   nlohmann-json3-dev libsentencepiece-dev libpcre2-dev libcli11-dev libgl-dev libegl-dev
-  libgl1-mesa-dri xvfb xauth python3-h5py libstb-dev fonts-dejavu-core)
+  libgl1-mesa-dri xvfb xauth python3-h5py python3-numpy libstb-dev fonts-dejavu-core
+  clang)  # clang: libFuzzer + sanitizers for fuzz/ (scripts/sanitize.sh, bench/fuzz.sh)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 mkdir -p "$WHEELS"

@@ -9,3 +9,6 @@ export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
 cmake --preset release >/dev/null
 cmake --build --preset release
 ctest --preset release "$@"
+# The sanitizer build of the torch-free readers and their suites (docs/robustness.md); not when
+# ctest was asked for a subset (-R ...).
+if [ $# -eq 0 ]; then scripts/sanitize.sh; fi

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -253,6 +254,44 @@ TEST_CASE("synthetic: logits, tokenizer, metadata, determinism") {
   const Model m1 = make_synthetic_model(other);
   CHECK_FALSE(at::equal(m1.impl().w.embed, model.impl().w.embed));
   CHECK(m1.info().fingerprint == model.info().fingerprint);
+}
+
+TEST_CASE("forward: a non-finite activation is reported with its block, site and token") {
+  SyntheticSpec spec;
+  Model model = make_synthetic_model(spec);
+  at::Tensor ids = at::arange(32, at::kLong) + 40;
+  REQUIRE(std::isfinite(window_nll_sum(model, ids)));
+  // An infinite weight in block 5's down_proj makes every token's output non-finite there: the
+  // error names block 5, the down site and the first token, not a later block or the final NaN
+  // perplexity. (The loaders refuse such weights; a quantizer or a hand edit could still make one.)
+  auto& L = model.impl().w.layers.at(5);
+  L.w_down = L.w_down.clone();
+  L.w_down[0][0] = std::numeric_limits<float>::infinity();
+  std::string what;
+  try {
+    (void)window_nll_sum(model, ids);
+  } catch (const dptq::Error& e) {
+    what = e.what();
+  }
+  INFO(what);
+  CHECK(what.find("non-finite activation") != std::string::npos);
+  CHECK(what.find("block 5,") != std::string::npos);
+  CHECK(what.find("site down") != std::string::npos);
+  CHECK(what.find("token 0 ") != std::string::npos);
+  CHECK(what.find('\n') == std::string::npos);
+
+  // A NaN planted in one token's embedding is found at block 0's first site, at that token.
+  Model m2 = make_synthetic_model(spec);
+  m2.impl().w.embed[int64_t(40 + 7)][3] = std::numeric_limits<float>::quiet_NaN();
+  what.clear();
+  try {
+    (void)forward_logits(m2, ids);
+  } catch (const dptq::Error& e) {
+    what = e.what();
+  }
+  INFO(what);
+  CHECK(what.find("(NaN) in block 0, site qkv") != std::string::npos);
+  CHECK(what.find("token 7 ") != std::string::npos);
 }
 
 TEST_CASE("synthetic: save as HF folder and load back") {

@@ -1,10 +1,12 @@
 #include "dptq/atomic_file.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "dptq/error.hpp"
@@ -48,6 +50,7 @@ void AtomicFile::commit() {
   const int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) throw Error(ErrorKind::Io, target_, "close failed: " + errno_text());
+  failpoint("before-rename");
   if (::rename(temp_.c_str(), target_.c_str()) != 0)
     throw Error(ErrorKind::Io, target_, "cannot rename the temporary file into place: " + errno_text());
   committed_ = true;
@@ -56,6 +59,34 @@ void AtomicFile::commit() {
     ::fsync(dfd);
     ::close(dfd);
   }
+  remove_stale_temps(target_);
+}
+
+void failpoint(const char* name) noexcept {
+  const char* want = std::getenv("DPTQ_FAILPOINT");
+  if (want && std::strcmp(want, name) == 0) ::raise(SIGKILL);
+}
+
+int remove_stale_temps(const std::filesystem::path& target_in) noexcept {
+  namespace fs = std::filesystem;
+  const fs::path target = target_in.filename().empty() ? target_in.parent_path() : target_in;
+  const std::string prefix = target.filename().string() + ".tmp-";
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  int removed = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    // "<pid>" or "<pid>-<n>": anything else is not ours.
+    const std::string rest = name.substr(prefix.size());
+    const size_t digits = rest.find_first_not_of("0123456789");
+    if (digits == 0 || (digits != std::string::npos && rest[digits] != '-')) continue;
+    const long pid = std::strtol(rest.c_str(), nullptr, 10);
+    if (pid <= 0 || pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    std::error_code rm;
+    if (fs::remove_all(it->path(), rm) > 0 && !rm) ++removed;
+  }
+  return removed;
 }
 
 }  // namespace dptq

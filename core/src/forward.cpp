@@ -159,6 +159,26 @@ Rotation Rotation::to(at::Device device, at::ScalarType dtype) const {
   return r;
 }
 
+namespace {
+// Throws Error(Format) naming the model, the block, the first site (in forward order) whose output
+// holds a NaN or an infinity, and the first such token: "block 3, site down (...), token 17: NaN".
+[[noreturn]] void report_non_finite(const Model& model, int64_t layer,
+                                    std::initializer_list<std::pair<const char*, at::Tensor>> sites) {
+  for (const auto& [name, x] : sites) {
+    const at::Tensor bad_rows = at::isfinite(x).logical_not_().reshape({x.size(0), -1}).any(1);
+    if (!bad_rows.any().item<bool>()) continue;
+    const int64_t token = bad_rows.nonzero()[0][0].item<int64_t>();
+    const at::Tensor row = x.reshape({x.size(0), -1})[token];
+    const bool nan = at::isnan(row).any().item<bool>();
+    throw Error(ErrorKind::Format, model.info().path.string(),
+                "non-finite activation (" + std::string(nan ? "NaN" : "Inf") + ") in block " + std::to_string(layer) +
+                    ", site " + name + ", token " + std::to_string(token) + " of the window");
+  }
+  throw Error(ErrorKind::Format, model.info().path.string(),
+              "non-finite activation in block " + std::to_string(layer) + " (output)");
+}
+}  // namespace
+
 at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h, const RopeTables& rope,
                          ForwardTaps* taps) {
   const ModelConfig& c = model.config();
@@ -254,6 +274,16 @@ at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h,
   {
     OpTimer timer("residual add");
     out = a + out;
+  }
+  // One reduction per block; only when it fails are the block's intermediates searched for the
+  // first site that went non-finite (a NaN must never propagate silently into a trace or a ppl).
+  {
+    OpTimer timer("finite check");
+    if (!at::isfinite(out).all().item<bool>())
+      report_non_finite(model, layer, {{"qkv (q/k/v_proj output)", qkv[0]}, {"qkv (q/k/v_proj output)", qkv[1]},
+                                       {"qkv (q/k/v_proj output)", qkv[2]}, {"attention output", o},
+                                       {"o (o_proj output + residual)", a}, {"gate_up (gate/up_proj output)", gu[0]},
+                                       {"gate_up (gate/up_proj output)", gu[1]}, {"down (down_proj output + residual)", out}});
   }
   tap(kTapBlockOutput, out);
   return out;

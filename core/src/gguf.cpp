@@ -67,6 +67,7 @@ class Cursor {
     return s;
   }
   size_t pos() const { return pos_; }
+  size_t remaining() const { return size_ - pos_; }
   [[noreturn]] void fail(const std::string& what) const {
     throw Error(ErrorKind::Format, file_, what + " (at byte " + std::to_string(pos_) + ")");
   }
@@ -101,6 +102,9 @@ GgufValue read_value(Cursor& c, uint32_t type, int depth) {
       const uint32_t elem = c.read<uint32_t>();
       const uint64_t n = c.read<uint64_t>();
       if (n > (1ull << 32)) c.fail("array length " + std::to_string(n) + " is implausible");
+      // Every element takes at least one byte: a longer array is a lying count (found by
+      // fuzz_gguf: reserve(n) asked for 171 GB).
+      if (n > c.remaining()) c.fail("array of " + std::to_string(n) + " elements is longer than the rest of the file");
       GgufValue::Array arr;
       arr.reserve(n);
       for (uint64_t i = 0; i < n; ++i) arr.push_back(read_value(c, elem, depth + 1));
@@ -226,9 +230,14 @@ GgufFile::GgufFile(const std::filesystem::path& path) : path_(path) {
       t.name = c.read_string();
       const uint32_t n_dims = c.read<uint32_t>();
       if (n_dims == 0 || n_dims > 4) c.fail("tensor '" + t.name + "' has " + std::to_string(n_dims) + " dimensions");
+      uint64_t numel = 1;
       for (uint32_t d = 0; d < n_dims; ++d) {
         const uint64_t ne = c.read<uint64_t>();
         if (ne == 0 || ne > (1ull << 40)) c.fail("tensor '" + t.name + "' has an invalid dimension");
+        // Each dimension is < 2^41, so the product only overflows past 2^40 elements: refuse there
+        // (found by fuzz_gguf: numel() overflowed int64).
+        if (numel > (1ull << 40) / ne) c.fail("tensor '" + t.name + "' has more than 2^40 elements");
+        numel *= ne;
         t.dims.push_back(int64_t(ne));
       }
       t.type = c.read<uint32_t>();

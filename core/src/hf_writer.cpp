@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "dptq/atomic_file.hpp"
 #include "dptq/error.hpp"
 #include "dptq/model_torch.hpp"
 #include "dptq/safetensors.hpp"
@@ -149,9 +150,11 @@ void commit_folder(const fs::path& tmp, const fs::path& out_in) {
   fsync_path(tmp);
   std::error_code ec;
   if (fs::exists(out, ec)) throw Error(ErrorKind::InvalidArgument, out.string(), "output folder already exists");
+  failpoint("before-rename");
   fs::rename(tmp, out, ec);
   if (ec) throw Error(ErrorKind::Io, out.string(), "cannot rename the finished folder into place: " + ec.message());
   fsync_path(out.has_parent_path() ? out.parent_path() : fs::path("."));
+  remove_stale_temps(out);  // folders of writers killed before their rename
 }
 
 void save_hf_folder(const Model& model, const fs::path& out) {

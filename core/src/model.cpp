@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -237,6 +238,7 @@ ModelConfig hf_config(const fs::path& folder) {
 at::Tensor tensor_from_safetensors(const SafetensorsFile& f, const SafetensorsFile::TensorEntry& e) {
   at::Tensor t = at::empty(e.shape, at::kFloat);
   f.to_float32(e, t.data_ptr<float>());
+  check_finite(t, f.path().string(), e.name);
   return t;
 }
 
@@ -415,6 +417,7 @@ Model load_model(const fs::path& path, const LoadOptions& opts) {
       if (name.empty() && t.name != "rope_freqs.weight") continue;
       at::Tensor x = at::empty({t.numel()}, at::kFloat);
       f.dequantize(t, x.data_ptr<float>());
+      check_finite(x, f.path().string(), t.name);
       x = x.view(std::vector<int64_t>(t.dims.rbegin(), t.dims.rend()));
       if (t.name == "rope_freqs.weight") { impl->w.rope_freq_factors = x; continue; }
       if (permuted && x.dim() >= 1 && name.find("self_attn.q_proj") != std::string::npos) x = unpermute_qk(x, c.n_heads);
@@ -430,6 +433,15 @@ Model load_model(const fs::path& path, const LoadOptions& opts) {
   assign_weights(*impl, tensors, file);
   place(*impl, opts);
   return Model(std::move(impl));
+}
+
+void check_finite(const at::Tensor& t, const std::string& file, const std::string& tensor_name) {
+  const at::Tensor bad = at::isfinite(t).logical_not_().flatten();
+  if (!bad.any().item<bool>()) return;
+  const int64_t first = bad.nonzero()[0][0].item<int64_t>();
+  const double v = t.flatten()[first].item<double>();
+  throw Error(ErrorKind::Format, file, "tensor '" + tensor_name + "' holds " + (std::isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf") +
+              " (first at flat index " + std::to_string(first) + "): the weights are corrupt");
 }
 
 std::vector<std::pair<std::string, at::Tensor>> named_weights(const Model& model) {

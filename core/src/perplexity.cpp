@@ -3,13 +3,16 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
 #include "dptq/error.hpp"
 #include "dptq/model_torch.hpp"
+#include "dptq/tokenizer.hpp"
 
 namespace dptq {
 
@@ -21,7 +24,15 @@ std::string read_text_file(const std::filesystem::path& path) {
   std::ostringstream s;
   s << in.rdbuf();
   if (in.bad()) throw Error(ErrorKind::Io, path.string(), "read failed");
-  return s.str();
+  std::string text = s.str();
+  if (const size_t bad = first_invalid_utf8(text); bad != std::string::npos) {
+    const int64_t line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n');
+    char byte[8];
+    std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned>(static_cast<unsigned char>(text[bad])));
+    throw Error(ErrorKind::Format, path.string(), "not valid UTF-8: byte " + std::string(byte) + " at offset " +
+                std::to_string(bad) + " (line " + std::to_string(line) + ")");
+  }
+  return text;
 }
 
 PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& ids, const PerplexityOptions& opts,

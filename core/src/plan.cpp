@@ -565,8 +565,9 @@ Plan from_json(const ojson& j, const std::string& file) {
     const std::string v = r.string(j, "", "version");
     int major = -1, minor = -1;
     const char* const end = v.data() + v.size();
-    const auto [dot, e1] = std::from_chars(v.data(), end, major);
-    const bool ok = e1 == std::errc() && dot != end && *dot == '.' && std::isdigit(uint8_t(v[0])) &&
+    const auto r1 = std::from_chars(v.data(), end, major);
+    const char* const dot = r1.ptr;  // a plain pointer: clang < 16 cannot capture structured bindings
+    const bool ok = r1.ec == std::errc() && dot != end && *dot == '.' && std::isdigit(uint8_t(v[0])) &&
                     dot + 1 != end && std::isdigit(uint8_t(dot[1])) && [&] {
                       const auto [rest, e2] = std::from_chars(dot + 1, end, minor);
                       return e2 == std::errc() && rest == end;
@@ -863,7 +864,7 @@ Plan plan_from_json(const std::string& text, const std::string& where) {
   ojson j;
   try {
     j = ojson::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for "1e999"
     throw Error(ErrorKind::Format, where, "not valid JSON (truncated or corrupt?): " + json_message(e));
   }
   return from_json(j, where);
@@ -882,15 +883,7 @@ Plan read_plan(const fs::path& path) {
   if (!in) throw Error(ErrorKind::Io, file, "cannot open: " + errno_text());
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) throw Error(ErrorKind::Io, file, "cannot read: " + errno_text());
-
-  ojson j;
-  try {
-    j = ojson::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw Error(ErrorKind::Format, file,
-                "not valid JSON (truncated or corrupt?): " + json_message(e));
-  }
-  return from_json(j, file);
+  return plan_from_json(text, file);
 }
 
 void check_plan_matches(const Plan& plan, const std::string& model_fingerprint, int64_t n_layers,

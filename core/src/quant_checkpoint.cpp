@@ -9,6 +9,7 @@
 
 #include "dptq/error.hpp"
 #include "dptq/model_torch.hpp"
+#include "dptq/quant_config.hpp"
 #include "dptq/quantize.hpp"
 #include "dptq/safetensors.hpp"
 #include "hf_files.hpp"
@@ -21,7 +22,7 @@ namespace dptq {
 namespace {
 
 constexpr const char* kCheckpointFormat = "dptq-quantized";
-constexpr int kCheckpointMajor = 1, kCheckpointMinor = 0;
+constexpr int kCheckpointMajor = 1, kCheckpointMinor = 0;  // parse_quant_config checks the major
 constexpr const char* kTensorFile = "model.safetensors";
 constexpr const char* kConfigFile = "quant_config.json";
 constexpr const char* kRopeFactors = "dptq.rope_freq_factors";  // GGUF rope_freqs (LLaMA-3.x), when present
@@ -166,50 +167,22 @@ CheckpointStats save_quantized_checkpoint(const Model& model, const fs::path& ou
 
 namespace {
 
-struct CheckpointHeader {
-  ojson config;
-  std::string method;
-  Plan plan;
-};
-
-CheckpointHeader read_header(const fs::path& folder) {
+// quant_config.json, parsed and validated by the torch-free parse_quant_config (fuzzed).
+QuantConfig read_header(const fs::path& folder) {
   const fs::path p = folder / kConfigFile;
-  const std::string file = p.string();
   std::ifstream in(p, std::ios::binary);
-  if (!in) throw Error(ErrorKind::Io, file, "cannot open");
-  CheckpointHeader h;
-  try {
-    h.config = ojson::parse(in);
-  } catch (const nlohmann::json::exception&) {
-    throw Error(ErrorKind::Format, file, "not valid JSON (truncated or corrupt?)");
-  }
-  const ojson& j = h.config;
-  if (!j.is_object() || j.value("format", std::string()) != kCheckpointFormat)
-    throw Error(ErrorKind::Format, file, std::string("not a dptq quantized checkpoint (format is not \"") + kCheckpointFormat + "\")");
-  const std::string version = j.contains("version") && j["version"].is_string() ? j["version"].get<std::string>() : "";
-  int major = -1;
-  if (std::sscanf(version.c_str(), "%d.", &major) != 1)
-    throw Error(ErrorKind::Format, file, "missing or malformed \"version\"");
-  if (major != kCheckpointMajor)
-    throw Error(ErrorKind::Version, file, "unsupported checkpoint version " + version + " (this build reads " +
-                std::to_string(kCheckpointMajor) + ".x)");
-  h.method = j.value("method", std::string());
-  if (!is_quant_method(h.method))
-    throw Error(ErrorKind::Format, file, "unknown method \"" + h.method + "\" (known: " + quant_method_list() + ")");
-  if (!j.contains("plan") || !j["plan"].is_object()) throw Error(ErrorKind::Format, file, "missing \"plan\"");
-  h.plan = plan_from_json(j["plan"].dump(), file + " (plan)");
-  if (!j.contains("model") || !j["model"].is_object() || !j["model"].contains("fingerprint"))
-    throw Error(ErrorKind::Format, file, "missing \"model.fingerprint\"");
-  return h;
+  if (!in) throw Error(ErrorKind::Io, p.string(), "cannot open");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return parse_quant_config(text, p.string());
 }
 
-ModelInfo checkpoint_info(const fs::path& folder, const CheckpointHeader& h, const TokenizerSpec& spec) {
+ModelInfo checkpoint_info(const fs::path& folder, const QuantConfig& h, const TokenizerSpec& spec) {
   ModelInfo info;
   info.path = folder;
   info.format = "dptq-quantized";
   info.config = read_hf_config(folder);
-  info.name = h.config["model"].value("name", folder.filename().string());
-  info.fingerprint = h.config["model"]["fingerprint"].get<std::string>();
+  info.name = h.model_name.empty() ? folder.filename().string() : h.model_name;
+  info.fingerprint = h.fingerprint;
   info.n_params = model_param_count(info.config);
   info.tokenizer_kind = tokenizer_kind_name(spec);
   if (int64_t(h.plan.blocks.size()) != info.config.n_layers)
@@ -233,7 +206,7 @@ auto json_guard(const fs::path& folder, Fn fn) {
 }
 
 ModelInfo inspect_impl(const fs::path& path) {
-  const CheckpointHeader h = read_header(path);
+  const QuantConfig h = read_header(path);
   const TokenizerSpec spec = load_hf_tokenizer_spec(path);
   ModelInfo info = checkpoint_info(path, h, spec);
   const SafetensorsFile sf(path / kTensorFile);
@@ -242,7 +215,7 @@ ModelInfo inspect_impl(const fs::path& path) {
 }
 
 Model load_impl(const fs::path& path, const LoadOptions& opts) {
-  const CheckpointHeader h = read_header(path);
+  const QuantConfig h = read_header(path);
   auto impl = std::make_unique<Model::Impl>();
   impl->tokenizer_spec = load_hf_tokenizer_spec(path);
   impl->info = checkpoint_info(path, h, impl->tokenizer_spec);
@@ -269,7 +242,7 @@ Model load_impl(const fs::path& path, const LoadOptions& opts) {
     const auto& e = expect(name, dtype, shape);
     at::Tensor t = at::empty(e.shape, at::kFloat);
     sf.to_float32(e, t.data_ptr<float>());
-    if (!at::isfinite(t).all().item<bool>()) throw Error(ErrorKind::Format, tfile, "tensor '" + name + "' has NaN or infinite values");
+    check_finite(t, tfile, name);
     return t;
   };
 
@@ -283,8 +256,7 @@ Model load_impl(const fs::path& path, const LoadOptions& opts) {
   qs->method = h.method;
   qs->rotated = h.method.rfind("quarot-", 0) == 0;
   qs->settings = h.plan.quantizer;
-  if (h.config.contains("activations") && h.config["activations"].is_object())
-    qs->act_quant = h.config["activations"].value("quantized", true);
+  qs->act_quant = h.act_quantized;
   if (qs->settings.weight_bits != 4)
     throw Error(ErrorKind::Format, (path / kConfigFile).string(), "plan says " + std::to_string(qs->settings.weight_bits) +
                 "-bit weights; checkpoints hold 4-bit weights");
@@ -317,17 +289,15 @@ Model load_impl(const fs::path& path, const LoadOptions& opts) {
     }
   }
   if (qs->rotated) {
-    const ojson& online = h.config.contains("rotations") && h.config["rotations"].is_object()
-                              ? h.config["rotations"].value("online", ojson::object()) : ojson::object();
     const int64_t orders[] = {c.d_ff, c.n_heads, hd};
     for (size_t i = 0; i < std::size(kOnline); ++i) {
       const OnlineRef& r = kOnline[i];
       const at::Tensor dense = floats(r.tensor, "F32", {orders[i], orders[i]});
       // A seeded rotation is rebuilt in its fast factored form when it matches the stored matrix.
       Rotation rot = make_dense_rotation(dense, "matrix");
-      if (online.contains(r.key) && online[r.key].is_object()) {
-        const std::string kind = online[r.key].value("kind", std::string());
-        const uint64_t seed = online[r.key].value("seed", uint64_t(0));
+      if (const auto it = h.online.find(r.key); it != h.online.end()) {
+        const std::string& kind = it->second.kind;
+        const uint64_t seed = it->second.seed;
         if (kind == "random_hadamard" || kind == "random_orthogonal") {
           Rotation seeded = make_random_rotation(orders[i], seed);
           if ((seeded.dense() - dense).abs().max().item<double>() <= 1e-5) rot = std::move(seeded);

@@ -22,16 +22,6 @@ namespace fs = std::filesystem;
 
 namespace dptq {
 
-bool is_quant_method(const std::string& method) {
-  return std::any_of(std::begin(kQuantMethods), std::end(kQuantMethods), [&](const char* m) { return method == m; });
-}
-
-std::string quant_method_list() {
-  std::string s;
-  for (const char* m : kQuantMethods) s += (s.empty() ? "" : ", ") + std::string(m);
-  return s;
-}
-
 Rotation make_dense_rotation(const at::Tensor& R, std::string kind, uint64_t seed) {
   Rotation r;
   r.B = R.to(at::kFloat).contiguous();

@@ -165,11 +165,22 @@ void SafetensorsFile::parse_header() {
   if (header_len == 0 || hbegin[0] != '{') throw fail("bad JSON header: does not start with '{'");
 
   json header;
+  // JSON objects keep the last of duplicate keys; a header naming a tensor twice is malformed
+  // (which bytes would it mean?), so the top-level keys are checked while parsing.
+  std::set<std::string> seen;
+  std::string duplicate;
+  const json::parser_callback_t no_duplicates = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth == 1 && event == json::parse_event_t::key && duplicate.empty() &&
+        !seen.insert(parsed.get<std::string>()).second)
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
   try {
-    header = json::parse(hbegin, hbegin + header_len);
+    header = json::parse(hbegin, hbegin + header_len, no_duplicates);
   } catch (const json::exception& e) {
     throw fail(std::string("bad JSON header: ") + e.what());
   }
+  if (!duplicate.empty()) throw fail("bad JSON header: tensor '" + duplicate + "' is listed twice");
   if (!header.is_object()) throw fail("bad JSON header: not an object");
 
   const uint64_t data_start = 8 + header_len;

@@ -83,15 +83,6 @@ size_t utf8_sequence_length(std::string_view s, size_t i) {
   return n;
 }
 
-// Offset of the first malformed byte, or npos when `s` is valid UTF-8.
-size_t first_invalid_utf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const size_t n = utf8_sequence_length(s, i);
-    if (n == 0) return i;
-    i += n;
-  }
-  return std::string_view::npos;
-}
 
 // Decodes one code point of valid UTF-8 at s[i], advancing i.
 char32_t next_codepoint(std::string_view s, size_t& i) {
@@ -645,6 +636,15 @@ std::unique_ptr<Tokenizer> make_tokenizer(const TokenizerSpec& spec) {
       return detail::make_sentencepiece_tokenizer(spec);
   }
   throw Error(ErrorKind::Unsupported, spec.source, "unknown tokenizer kind");
+}
+
+size_t first_invalid_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = utf8_sequence_length(s, i);
+    if (n == 0) return i;
+    i += n;
+  }
+  return std::string_view::npos;
 }
 
 }  // namespace dptq

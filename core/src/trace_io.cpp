@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -643,8 +644,10 @@ class Reader {
     Hid mem(H5Tcopy(type.get()), H5Tclose);
     if (H5Tis_variable_str(type.get()) > 0) {
       char* p = nullptr;
-      if (H5Aread(a.get(), mem.get(), &p) < 0)
+      if (H5Aread(a.get(), mem.get(), &p) < 0) {
+        H5free_memory(p);
         bad(with_detail("cannot read attribute " + obj + "@" + name));
+      }
       std::string s = p ? p : "";
       H5free_memory(p);
       return s;
@@ -704,8 +707,12 @@ class Reader {
     Hid mem(H5Tcopy(type.get()), H5Tclose);
     if (H5Tis_variable_str(type.get()) > 0) {
       std::vector<char*> p(n, nullptr);
-      if (H5Dread(d.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, p.data()) < 0)
+      if (H5Dread(d.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, p.data()) < 0) {
+        // A read that fails half-way (a corrupt file) has already allocated some strings
+        // (found by fuzz_trace under LeakSanitizer).
+        for (char* q : p) H5free_memory(q);
         bad(with_detail("cannot read dataset " + path));
+      }
       for (hsize_t i = 0; i < n; ++i) out[i] = p[i] ? p[i] : "";
       Hid space(H5Dget_space(d.get()), H5Sclose);
       H5Dvlen_reclaim(mem.get(), space.get(), H5P_DEFAULT, p.data());
@@ -784,8 +791,14 @@ class Reader {
 std::vector<Aggregate> read_aggregates(const Reader& r, const std::string& group, hsize_t n) {
   std::vector<Aggregate> out(n);
   for (size_t f = 0; f < std::size(kAggregateFields); ++f) {
-    const std::vector<double> v = r.read<double>(group + "/" + kAggregateFieldNames[f], {n});
-    for (hsize_t i = 0; i < n; ++i) out[i].*kAggregateFields[f] = v[i];
+    const std::string name = group + "/" + kAggregateFieldNames[f];
+    const std::vector<double> v = r.read<double>(name, {n});
+    for (hsize_t i = 0; i < n; ++i) {
+      // A NaN statistic would silently reorder every plan made from the trace; an infinite one
+      // can be genuine (an HSNR with exact history), a NaN never is.
+      if (std::isnan(v[i])) r.bad(name + "[" + std::to_string(i) + "] is NaN");
+      out[i].*kAggregateFields[f] = v[i];
+    }
   }
   const std::vector<int64_t> c = r.read<int64_t>(group + "/count", {n});
   for (hsize_t i = 0; i < n; ++i) out[i].count = c[i];

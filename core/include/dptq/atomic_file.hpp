@@ -5,8 +5,10 @@
 //   AtomicFile out(path);               // creates "<path>.tmp-<pid>-<n>"; Error(Io) names `path`
 //   out.write(bytes, n);                // or let a library write to out.temp_path() and close it
 //   out.commit();                       // durable, then renamed into place
-// If commit() is never reached (an exception, a crash in between), the destructor removes the
-// temporary file and the target is untouched.
+// If commit() is never reached (an exception), the destructor removes the temporary file and the
+// target is untouched. A process killed outright (kill -9, power loss) cannot clean up: its
+// "<path>.tmp-<pid>-<n>" stays, never under the target's name, and the next successful commit to
+// the same target removes it (remove_stale_temps).
 #pragma once
 #include <cstddef>
 #include <filesystem>
@@ -33,5 +35,17 @@ class AtomicFile {
   int fd_ = -1;
   bool committed_ = false;
 };
+
+// Removes the temporaries "<target>.tmp-<pid>..." (files or folders) beside `target` whose
+// process <pid> no longer runs: leftovers of writers killed before their rename. The folder
+// writers (checkpoints, HF folders) and AtomicFile::commit call it after their own rename.
+// Never throws; returns how many it removed.
+int remove_stale_temps(const std::filesystem::path& target) noexcept;
+
+// Crash test hook (tests/robustness/kill_writers.py): when the environment variable
+// DPTQ_FAILPOINT equals `name`, the process kills itself with SIGKILL here. The writers call it
+// with "before-rename": the temporary is complete and the target not yet replaced — the worst
+// moment for a crash.
+void failpoint(const char* name) noexcept;
 
 }  // namespace dptq

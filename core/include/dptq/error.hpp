@@ -23,9 +23,16 @@ enum class ErrorKind {
 class Error : public std::runtime_error {
  public:
   Error(ErrorKind kind, const std::string& file, const std::string& message)
-      : std::runtime_error(file.empty() ? message : file + ": " + message),
+      : std::runtime_error(one_line(file.empty() ? message : file + ": " + message)),
         kind_(kind), file_(file), message_(message) {}
   ErrorKind kind() const noexcept { return kind_; }
+  // what() is guaranteed to be one line: control characters that a library's message or a file's
+  // bytes may carry (a SentencePiece piece with a newline: found by fuzz_spm_model) become '?'.
+  static std::string one_line(std::string s) {
+    for (char& c : s)
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    return s;
+  }
   const std::string& file() const noexcept { return file_; }
   const std::string& message() const noexcept { return message_; }
 

@@ -105,6 +105,10 @@ struct Model::Impl {
 // Name -> tensor in HF naming ("model.layers.3.self_attn.q_proj.weight", ...), for writers.
 std::vector<std::pair<std::string, at::Tensor>> named_weights(const Model& model);
 
+// Throws Error(Format) naming `file` and the tensor when `t` holds a NaN or an infinity (with the
+// flat index of the first one): every loader checks each weight it reads.
+void check_finite(const at::Tensor& t, const std::string& file, const std::string& tensor_name);
+
 // RoPE cos/sin tables [T, hd] (rotate-half layout), in the model dtype on the model device.
 struct RopeTables { at::Tensor cos, sin; };
 RopeTables rope_tables(const Model& model, int64_t n_positions);

@@ -34,13 +34,11 @@
 
 #include "dptq/model.hpp"
 #include "dptq/plan.hpp"
+#include "dptq/quant_config.hpp"  // kQuantMethods, is_quant_method
 #include "dptq/task.hpp"
 
 namespace dptq {
 
-inline constexpr const char* kQuantMethods[] = {"rtn", "gptq", "quarot-rtn", "quarot-gptq"};
-bool is_quant_method(const std::string& method);
-std::string quant_method_list();  // "rtn, gptq, quarot-rtn, quarot-gptq"
 
 struct QuantizeOptions {
   std::string method = "quarot-rtn";     // one of kQuantMethods

@@ -55,6 +55,9 @@ class Tokenizer {
   virtual bool add_bos() const = 0;
 };
 
+// Offset of the first byte of `s` that does not start a valid UTF-8 sequence, or npos.
+size_t first_invalid_utf8(std::string_view s);
+
 // Throws dptq::Error (Unsupported for an unknown `pre` or kind, Format for inconsistent specs).
 std::unique_ptr<Tokenizer> make_tokenizer(const TokenizerSpec& spec);
 

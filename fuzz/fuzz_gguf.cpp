@@ -1,0 +1,24 @@
+// libFuzzer target: the GGUF reader (header, metadata, tensor directory), dequantization of the
+// small tensors and the tokenizer a GGUF carries.
+#include <vector>
+
+#include "dptq/gguf.hpp"
+#include "fuzz_util.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const auto path = dptq::fuzz::put("model.gguf", data, size);
+  dptq::fuzz::expect_clean([&] {
+    dptq::GgufFile f(path);
+    for (const auto& t : f.tensors()) {
+      if (t.numel() > (int64_t{1} << 16)) continue;
+      std::vector<float> out(static_cast<size_t>(t.numel()));
+      f.dequantize(t, out.data());
+    }
+    if (!f.find("tokenizer.ggml.model")) return;
+    const dptq::TokenizerSpec spec = dptq::read_gguf_tokenizer_spec(f);
+    const auto tok = dptq::make_tokenizer(spec);
+    const auto ids = tok->encode("Hello world, 123 <|im_start|> caf\xc3\xa9", true);
+    (void)tok->decode(ids);
+  });
+  return 0;
+}
