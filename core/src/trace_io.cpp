@@ -791,14 +791,8 @@ class Reader {
 std::vector<Aggregate> read_aggregates(const Reader& r, const std::string& group, hsize_t n) {
   std::vector<Aggregate> out(n);
   for (size_t f = 0; f < std::size(kAggregateFields); ++f) {
-    const std::string name = group + "/" + kAggregateFieldNames[f];
-    const std::vector<double> v = r.read<double>(name, {n});
-    for (hsize_t i = 0; i < n; ++i) {
-      // A NaN statistic would silently reorder every plan made from the trace; an infinite one
-      // can be genuine (an HSNR with exact history), a NaN never is.
-      if (std::isnan(v[i])) r.bad(name + "[" + std::to_string(i) + "] is NaN");
-      out[i].*kAggregateFields[f] = v[i];
-    }
+    const std::vector<double> v = r.read<double>(group + "/" + kAggregateFieldNames[f], {n});
+    for (hsize_t i = 0; i < n; ++i) out[i].*kAggregateFields[f] = v[i];
   }
   const std::vector<int64_t> c = r.read<int64_t>(group + "/count", {n});
   for (hsize_t i = 0; i < n; ++i) out[i].count = c[i];

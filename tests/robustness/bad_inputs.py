@@ -494,17 +494,27 @@ def _(tmp, model):
     return ["report", str(p)], p
 
 
-@case("trace", "NaN in a block metric (JR p99)")
+@case("trace", "a block metric stored as integers (wrong dtype)")
 def _(tmp, model):
     import h5py
     import numpy as np
     p = make_trace(tmp)
     with h5py.File(p, "r+") as f:
-        ds = f["blocks/jump_ratio/p99"]
-        v = ds[...]
-        v.flat[v.size // 2] = np.nan
-        ds[...] = v
+        n = f["blocks/jump_ratio/p99"].shape
+        del f["blocks/jump_ratio/p99"]
+        f.create_dataset("blocks/jump_ratio/p99", data=np.zeros(n, dtype=np.int64))
     return ["plan", str(p), "--budget", "1", "--out", str(tmp / "x.plan.json")], p
+
+
+@case("trace", "a per-block dataset one block short (wrong shape)")
+def _(tmp, model):
+    import h5py
+    p = make_trace(tmp)
+    with h5py.File(p, "r+") as f:
+        v = f["blocks/hsnr4_db/p1"][...]
+        del f["blocks/hsnr4_db/p1"]
+        f.create_dataset("blocks/hsnr4_db/p1", data=v[:-1])
+    return ["report", str(p)], p
 
 
 # Arguments and text
