@@ -12,7 +12,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-1000000}"; shift || true
-B=build/sanitize
+B="${FUZZ_BUILD:-build/sanitize}"
 ALL=(gguf safetensors tokenizer_json spm_model plan quant_config trace)
 TARGETS=("${@:-${ALL[@]}}")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL[@]}")
@@ -37,14 +37,14 @@ for t in "${TARGETS[@]}"; do
     -artifact_prefix="$art" -print_final_stats=1 -rss_limit_mb=4096 -timeout=20 "${dirs[@]}" > "$log" 2>&1
   rc=$?
   secs=$(python3 -c "import time; print(f'{time.time() - $start:.0f}')")
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+  execs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   # fork mode prints no final stats: its last "#N" status line counts every job's executions
-  [ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
+  [ -n "$execs" ] || execs=$(grep -aoE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
   crashes=$(find "$art" -type f ! -name 'timeout-*' | wc -l)
   timeouts=$(find "$art" -type f -name 'timeout-*' | wc -l)
   [ $rc -ne 0 ] && status=1
   printf '%-15s %12s %9s %10s %8s %8s %9s\n' "$t" "${execs:-?}" "$secs" \
     "$(python3 -c "print(int(${execs:-0} / max(1, $secs)))")" "$(find "$corpus" -type f | wc -l)" "$crashes" "$timeouts"
-  [ $rc -ne 0 ] && { echo "  $t: exit $rc, see $log"; grep -m3 -E 'ERROR|SUMMARY|deadly|abort' "$log" | sed 's/^/    /'; }
+  [ $rc -ne 0 ] && { echo "  $t: exit $rc, see $log"; grep -a -m3 -E 'ERROR|SUMMARY|deadly|abort' "$log" | sed 's/^/    /'; }
 done
 exit $status
