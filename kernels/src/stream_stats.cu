@@ -22,10 +22,8 @@ namespace dptq::cuda {
 
 namespace {
 
-// Chan's merge of Welford accumulators down to lane 0 of each warp, then across the warps'
-// results in warp 0. Only thread 0's result is meaningful (the merge is not bitwise symmetric).
-__device__ kmath::Welford block_welford(kmath::Welford w, kmath::Welford* scratch) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+// Chan's merge of a warp's Welford accumulators into lane 0 (shuffles; the other lanes hold partials).
+__device__ kmath::Welford warp_welford(kmath::Welford w, int lane) {
   for (int offset = 16; offset > 0; offset >>= 1) {
     kmath::Welford o;
     o.n = __shfl_down_sync(detail::kFullMask, w.n, offset);
@@ -33,18 +31,20 @@ __device__ kmath::Welford block_welford(kmath::Welford w, kmath::Welford* scratc
     o.m2 = __shfl_down_sync(detail::kFullMask, w.m2, offset);
     if (lane + offset < 32) w = kmath::welford_merge(w, o);
   }
+  return w;
+}
+
+// Chan's merge of Welford accumulators down to lane 0 of each warp, then across the warps'
+// results in warp 0. Only thread 0's result is meaningful (the merge is not bitwise symmetric).
+__device__ kmath::Welford block_welford(kmath::Welford w, kmath::Welford* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+  w = warp_welford(w, lane);
   __syncthreads();
   if (lane == 0) scratch[warp] = w;
   __syncthreads();
   if (warp == 0) {
     w = lane < n_warps ? scratch[lane] : kmath::Welford{};
-    for (int offset = 16; offset > 0; offset >>= 1) {
-      kmath::Welford o;
-      o.n = __shfl_down_sync(detail::kFullMask, w.n, offset);
-      o.mean = __shfl_down_sync(detail::kFullMask, w.mean, offset);
-      o.m2 = __shfl_down_sync(detail::kFullMask, w.m2, offset);
-      if (lane + offset < 32) w = kmath::welford_merge(w, o);
-    }
+    w = warp_welford(w, lane);
   }
   return w;
 }

@@ -123,6 +123,18 @@ def set_floats(h, data, name, value):
     return h, data, None
 
 
+def edit_json(path, keys, value):
+    """Sets the field `keys` (a key, or a tuple of keys and indices) of the JSON file to `value`."""
+    keys = (keys,) if isinstance(keys, str) else keys
+    j = json.loads(pathlib.Path(path).read_text())
+    node = j
+    for k in keys[:-1]:
+        node = node[k]
+    node[keys[-1]] = value
+    pathlib.Path(path).write_text(json.dumps(j))
+    return path
+
+
 # ---------------------------------------------------------------- the cases
 CASES = []
 
@@ -355,9 +367,7 @@ def _(tmp, model):
 def _(tmp, model):
     d = tiny(tmp)
     p = d / "config.json"
-    c = json.loads(p.read_text())
-    c["num_hidden_layers"] = "two"
-    p.write_text(json.dumps(c))
+    edit_json(p, "num_hidden_layers", "two")
     return ["info", str(d)], p
 
 
@@ -365,9 +375,7 @@ def _(tmp, model):
 def _(tmp, model):
     d = tiny(tmp)
     p = d / "config.json"
-    c = json.loads(p.read_text())
-    c["hidden_size"] = -64
-    p.write_text(json.dumps(c))
+    edit_json(p, "hidden_size", -64)
     return ["info", str(d)], p
 
 
@@ -383,9 +391,8 @@ def _(tmp, model):
 def _(tmp, model):
     d = tiny(tmp, "qwen2")
     p = d / "tokenizer.json"
-    t = json.loads(p.read_text())
-    t["model"]["merges"] = ["zzzq yyyq"] + list(t["model"]["merges"])
-    p.write_text(json.dumps(t))
+    merges = json.loads(p.read_text())["model"]["merges"]
+    edit_json(p, ("model", "merges"), ["zzzq yyyq"] + list(merges))
     return ppl(d, tmp), p
 
 
@@ -415,27 +422,21 @@ def _(tmp, model):
 @case("plan", "unknown version 9.0")
 def _(tmp, model):
     p = plan_for_tiny(tmp, DPTQ, make_trace(tmp))
-    j = json.loads(p.read_text())
-    j["version"] = "9.0"
-    p.write_text(json.dumps(j))
+    edit_json(p, "version", "9.0")
     return ppl(TINY / "llama2_spm", tmp, "--plan", str(p)), p
 
 
 @case("plan", "block index out of range")
 def _(tmp, model):
     p = plan_for_tiny(tmp, DPTQ, make_trace(tmp))
-    j = json.loads(p.read_text())
-    j["blocks"][0]["index"] = 7
-    p.write_text(json.dumps(j))
+    edit_json(p, ("blocks", 0, "index"), 7)
     return ppl(TINY / "llama2_spm", tmp, "--plan", str(p)), p
 
 
 @case("plan", "made for another model (fingerprint)")
 def _(tmp, model):
     p = plan_for_tiny(tmp, DPTQ, make_trace(tmp))
-    j = json.loads(p.read_text())
-    j["model_fingerprint"] = "f" * 64
-    p.write_text(json.dumps(j))
+    edit_json(p, "model_fingerprint", "f" * 64)
     return ppl(TINY / "llama2_spm", tmp, "--plan", str(p)), p
 
 
@@ -596,9 +597,7 @@ def _(tmp, model):
 def _(tmp, model):
     c = checkpoint(tmp)
     p = c / "quant_config.json"
-    j = json.loads(p.read_text())
-    j["version"] = "7.0"
-    p.write_text(json.dumps(j))
+    edit_json(p, "version", "7.0")
     return ["info", str(c)], p
 
 
