@@ -255,6 +255,12 @@ def _(tmp, model):
     return ["info", str(p)], p
 
 
+@case("GGUF", "lying metadata array count (a fuzz_gguf out-of-memory, fixed)")
+def _(tmp, model):
+    p = ROOT / "fuzz" / "regressions" / "gguf" / "array_count_oom.gguf"
+    return ["info", str(p)], p
+
+
 @case("GGUF", "a directory named like the model file")
 def _(tmp, model):
     p = tmp / "m.gguf"
@@ -404,6 +410,14 @@ def _(tmp, model):
     return ["info", str(d)], p
 
 
+@case("tokenizer.model", "a piece with a newline in the loader's message (a fuzz_spm_model crash, fixed)")
+def _(tmp, model):
+    d = tiny(tmp)
+    p = d / "tokenizer.model"
+    shutil.copyfile(ROOT / "fuzz" / "regressions" / "spm_model" / "newline_in_message.model", p)
+    return ["info", str(d)], p
+
+
 # Plans
 def plan_for_tiny(tmp, dptq, trace):
     out = tmp / "p.plan.json"
@@ -487,6 +501,12 @@ def _(tmp, model):
     with h5py.File(p, "r+") as f:
         f.attrs["version"] = "9.0"
     return ["plan", str(p), "--budget", "1", "--out", str(tmp / "x.plan.json")], p
+
+
+@case("trace", "corrupt string data (a fuzz_trace leak, fixed)")
+def _(tmp, model):
+    p = ROOT / "fuzz" / "regressions" / "trace" / "vlen_read_leak.h5"
+    return ["report", str(p)], p
 
 
 @case("trace", "missing file")
