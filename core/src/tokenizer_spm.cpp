@@ -104,9 +104,16 @@ std::string model_proto_from_pieces(const TokenizerSpec& spec) {
 
 void load_processor(sentencepiece::SentencePieceProcessor& sp, const std::string& proto,
                     const std::string& source) {
-  if (const auto status = sp.LoadFromSerializedProto(proto); !status.ok())
-    throw Error(ErrorKind::Format, source,
-                "cannot load the SentencePiece model: " + status.ToString());
+  // SentencePiece reports most problems in its status, but its double-array trie (darts_clone)
+  // throws on some malformed pieces (an empty key: found by fuzz_spm_model).
+  sentencepiece::util::Status status;
+  try {
+    status = sp.LoadFromSerializedProto(proto);
+  } catch (const std::exception& e) {
+    throw Error(ErrorKind::Format, source, std::string("cannot load the SentencePiece model: ") + e.what());
+  }
+  if (!status.ok())
+    throw Error(ErrorKind::Format, source, "cannot load the SentencePiece model: " + status.ToString());
 }
 
 class SentencePieceTokenizer final : public Tokenizer {
@@ -389,11 +396,17 @@ TokenizerSpec bpe_spec_from_tokenizer_json(const json& tok, const fs::path& path
     tokens[id] = text;
     types[id] = type;
   };
+  // An id must be a JSON integer: nlohmann converts a float such as 8.9e50 with a plain cast,
+  // undefined behaviour out of range (found by fuzz_tokenizer_json).
+  const auto id_of = [&](const json& id) -> int64_t {
+    if (!id.is_number_integer()) throw Error(ErrorKind::Format, source, "token id " + abbreviated(id) + " is not an integer");
+    return id.get<int64_t>();
+  };
   const json& vocab = model.at("vocab");
   if (!vocab.is_object()) throw Error(ErrorKind::Format, source, "model.vocab is not an object");
-  for (const auto& [text, id] : vocab.items()) put(id.get<int64_t>(), text, kTypeNormal);
+  for (const auto& [text, id] : vocab.items()) put(id_of(id), text, kTypeNormal);
   for (const json& added : tok.value("added_tokens", json::array()))
-    put(added.at("id").get<int64_t>(), added.at("content").get<std::string>(),
+    put(id_of(added.at("id")), added.at("content").get<std::string>(),
         flag(added, "special", false) ? kTypeControl : kTypeUserDefined);
   spec.tokens.reserve(tokens.size());
   for (size_t id = 0; id < tokens.size(); ++id) {

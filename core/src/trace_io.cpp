@@ -46,6 +46,11 @@ std::mutex& hdf5_mutex() {
 class Hdf5Session {
  public:
   Hdf5Session() : lock_(hdf5_mutex()) {
+    // No library shutdown at exit: after a corrupt file HDF5 may keep objects it cannot close,
+    // and its atexit handler then prints "infinite loop closing library" after our one-line error
+    // (found by fuzz_trace). Every file we open is closed (or abandoned with an error) by then.
+    static const bool no_atexit = (H5dont_atexit(), true);
+    (void)no_atexit;
     H5Eget_auto2(H5E_DEFAULT, &old_func_, &old_data_);
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   }

@@ -418,6 +418,22 @@ def _(tmp, model):
     return ["info", str(d)], p
 
 
+@case("tokenizer.json", "a token id that is a huge float (a fuzz_tokenizer_json crash, fixed)")
+def _(tmp, model):
+    d = tiny(tmp, "qwen2")
+    p = d / "tokenizer.json"
+    shutil.copyfile(ROOT / "fuzz" / "regressions" / "tokenizer_json" / "float_token_id.json", p)
+    return ["info", str(d)], p
+
+
+@case("tokenizer.model", "an empty piece the trie cannot hold (a fuzz_spm_model crash, fixed)")
+def _(tmp, model):
+    d = tiny(tmp)
+    p = d / "tokenizer.model"
+    shutil.copyfile(ROOT / "fuzz" / "regressions" / "spm_model" / "darts_empty_key.model", p)
+    return ["info", str(d)], p
+
+
 # Plans
 def plan_for_tiny(tmp, dptq, trace):
     out = tmp / "p.plan.json"
@@ -506,6 +522,12 @@ def _(tmp, model):
 @case("trace", "corrupt string data (a fuzz_trace leak, fixed)")
 def _(tmp, model):
     p = ROOT / "fuzz" / "regressions" / "trace" / "vlen_read_leak.h5"
+    return ["report", str(p)], p
+
+
+@case("trace", "a header asking for 1.4 PB (a fuzz_trace crash under ASan, fixed)")
+def _(tmp, model):
+    p = ROOT / "fuzz" / "regressions" / "trace" / "huge_allocation.h5"
     return ["report", str(p)], p
 
 
@@ -652,6 +674,10 @@ def run_case(reader, what, fn, model, timeout):
             problems.append(f"exit {r.returncode}")
         if len(errors) != 1:
             problems.append(f"{len(errors)} error lines")
+        # Besides the error, stderr may hold progress lines ("[ppl] ...") and nothing else.
+        stray = [l for l in r.stderr.splitlines() if l.strip() and not l.startswith("[") and l not in errors]
+        if stray:
+            problems.append("other output on stderr: " + stray[0][:120])
         if line and str(must_name) not in line:
             problems.append(f"does not name {must_name}")
         if r.returncode < 0 or "Sanitizer" in r.stderr or "terminate called" in r.stderr:
