@@ -29,7 +29,7 @@ for t in "${TARGETS[@]}"; do
   start=$(date +%s.%N)
   dirs=("$corpus" "$B/seeds/$t"); [ -d "fuzz/regressions/$t" ] && dirs+=("fuzz/regressions/$t")
   # Fast stacks; HDF5-internal leaks suppressed by module (fuzz/lsan-campaign.supp says why).
-  # fuzz_trace: HDF5 1.10 loops forever on some corrupt global heaps (fuzz/known-hangs/trace/,
+  # fuzz_trace: HDF5 1.10 loops forever on some corrupt global heaps (fuzz/known-hdf5-bugs/trace/,
   # docs/robustness.md): fork mode goes on after a timeout and counts it instead of stopping.
   # It also asks malloc for absurd sizes on corrupt headers and handles a null result: ASan
   # returns null there, as malloc does.
