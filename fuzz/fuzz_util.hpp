@@ -10,6 +10,7 @@
 #include <string>
 
 #include "dptq/error.hpp"
+#include "dptq/tokenizer.hpp"
 
 namespace dptq::fuzz {
 
@@ -24,9 +25,10 @@ inline const std::filesystem::path& scratch() {
   return dir;
 }
 
-// Writes the input to scratch()/name and returns its path.
+// Writes the input to scratch()/name (name may hold a subfolder, created) and returns its path.
 inline std::filesystem::path put(const std::string& name, const uint8_t* data, size_t size) {
   const auto p = scratch() / name;
+  std::filesystem::create_directories(p.parent_path());
   std::FILE* f = std::fopen(p.c_str(), "wb");
   if (!f) std::abort();
   if (size && std::fwrite(data, 1, size, f) != size) std::abort();
@@ -49,6 +51,17 @@ void expect_clean(Fn fn) {
       std::fprintf(stderr, "error message is empty or spans lines: [%s]\n", what.c_str());
       std::abort();
     }
+  }
+}
+
+// What every tokenizer target does with an accepted spec: build the tokenizer, encode a text
+// with digits, a special-token look-alike, UTF-8 and an invalid byte, decode the ids.
+inline void encode_decode(const dptq::TokenizerSpec& spec) {
+  const auto tok = dptq::make_tokenizer(spec);
+  try {
+    (void)tok->decode(tok->encode("Hello world, 123 <|im_start|> caf\xc3\xa9", true));
+    (void)tok->encode("bad byte \xff", false);
+  } catch (const dptq::Error&) {  // invalid UTF-8 is refused by some tokenizers: fine
   }
 }
 
