@@ -27,4 +27,14 @@ int run_sensitivity_command(bool as_json);
 int cmd_report_proxies(const std::string& trace_path, const std::string& gain_metric, int64_t permutations,
                        bool as_json);
 
+// Exit code for bad input (main.cpp's kUserError).
+inline constexpr int kUserError = 2;
+
+// Throws a one-line dptq::Error when `out` cannot be a file: its folder is missing, or it is a folder.
+void check_output_file(const std::string& out);
+
+// `dptq trace-upgrade IN OUT [--timeout S]`: reads a format 1.x trace (variable-length strings) in a
+// child process that is killed after `timeout_s`, and writes it in the current format.
+int cmd_trace_upgrade(const std::string& in, const std::string& out, double timeout_s, bool as_json);
+
 }  // namespace dptq_cli

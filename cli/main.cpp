@@ -26,7 +26,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int kUserError = 2;
+using dptq_cli::kUserError;
+using dptq_cli::check_output_file;
 
 json config_to_json(const dptq::ModelConfig& c) {
   json j = {{"arch", c.arch},         {"n_layers", c.n_layers},     {"d_model", c.d_model},
@@ -304,16 +305,6 @@ int cmd_quantize(const std::string& model_path, QuantArgs qa, const std::string&
 
 // Fails before any long work when `out` cannot become a file: its folder is missing or not a
 // folder, or `out` itself is a folder.
-void check_output_file(const std::string& out) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::path p(out);
-  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  if (!fs::is_directory(dir, ec))
-    throw dptq::Error(dptq::ErrorKind::Io, out, "cannot write: folder " + dir.string() + " does not exist or is not a folder");
-  if (fs::is_directory(p, ec)) throw dptq::Error(dptq::ErrorKind::Io, out, "cannot write: is a folder");
-}
-
 int cmd_export_hf(const std::string& model_path, const std::string& out, bool as_json) {
   std::fprintf(stderr, "[export-hf] loading %s\n", model_path.c_str());
   const dptq::Model model = dptq::load_model(model_path, {dptq::Device::Cpu});
@@ -758,6 +749,14 @@ int main(int argc, char** argv) {
   report->add_option("--permutations", proxy_permutations, "--proxies: shuffles for the permutation p-values")->capture_default_str();
   auto* sensitivity = dptq_cli::add_sensitivity_command(app, as_json);
 
+  std::string upgrade_in, upgrade_out;
+  double upgrade_timeout = 120;
+  auto* upgrade = app.add_subcommand("trace-upgrade", "Convert a format 1.x trace (variable-length strings) to the current format");
+  upgrade->add_option("TRACE", upgrade_in, "Format 1.x trace (.h5)")->required();
+  upgrade->add_option("--out", upgrade_out, "Output trace (.h5)")->required();
+  upgrade->add_option("--timeout", upgrade_timeout, "Seconds the reading child process may take")->capture_default_str();
+  upgrade->add_flag("--json", as_json, "Print one JSON object on stdout");
+
   dptq::PlanOptions plan_opts;
   std::string plan_out;
   auto* plan = app.add_subcommand("plan", "Choose the blocks that get 8-bit activations from a trace (a DynamicPTQ precision plan)");
@@ -796,6 +795,7 @@ int main(int argc, char** argv) {
     if (*profile) return cmd_profile(model_path, prof, out_path, device, as_json);
     if (*report && report_proxies) return dptq_cli::cmd_report_proxies(trace_path, proxy_gain, proxy_permutations, as_json);
     if (*report) return cmd_report(trace_path, as_json);
+    if (*upgrade) return dptq_cli::cmd_trace_upgrade(upgrade_in, upgrade_out, upgrade_timeout, as_json);
     if (*sensitivity) return dptq_cli::run_sensitivity_command(as_json);
     if (*plan) return cmd_plan(trace_path, plan_opts, plan_out, qa, oracle_args, device, as_json);
   } catch (const dptq::Error& e) {

@@ -333,11 +333,27 @@ TEST_CASE("profile and report: a trace from the tiny model, then bad inputs") {
     check_user_error(dptq_cli("report " + q(cut)), "cut.h5");
   }
   SUBCASE("report of a trace with an unknown major version") {
-    const fs::path v2 = f.dir / "v2.h5";
-    fs::copy_file(trace, v2, fs::copy_options::overwrite_existing);
-    const std::string py = "/usr/bin/python3 -c \"import h5py,sys; f=h5py.File(sys.argv[1],'r+'); f.attrs['version']='2.0'; f.close()\" " + q(v2);
+    const fs::path v3 = f.dir / "v3.h5";
+    fs::copy_file(trace, v3, fs::copy_options::overwrite_existing);
+    const std::string py = "/usr/bin/python3 -c \"import h5py,sys,numpy; f=h5py.File(sys.argv[1],'r+'); f.attrs['version']=numpy.bytes_('3.0'); f.close()\" " + q(v3);
     DPTQ_SKIP_UNLESS(std::system(py.c_str()) == 0, "python3-h5py not available to patch the version");
-    check_user_error(dptq_cli("report " + q(v2)), "unsupported trace version 2.0");
+    check_user_error(dptq_cli("report " + q(v3)), "unsupported trace version 3.0");
+  }
+  SUBCASE("a format 1.x trace is refused, and trace-upgrade converts it") {
+    const fs::path v1 = f.dir / "v1.h5", up = f.dir / "upgraded.h5";
+    fs::copy_file(trace, v1, fs::copy_options::overwrite_existing);
+    fs::remove(up);
+    const std::string py = "/usr/bin/python3 -c \"import h5py,sys; f=h5py.File(sys.argv[1],'r+'); f.attrs['format']='dptq-trace'; f.attrs['version']='1.1'; f.close()\" " + q(v1);
+    DPTQ_SKIP_UNLESS(std::system(py.c_str()) == 0, "python3-h5py not available to write a 1.x trace");
+    check_user_error(dptq_cli("report " + q(v1)), "dptq trace-upgrade");
+    const auto r = dptq_cli("trace-upgrade " + q(v1) + " --out " + q(up) + " --json");
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    CHECK(json::parse(r.out)["version"] == "2.0");
+    const auto a = dptq_cli("report " + q(trace) + " --json"), b = dptq_cli("report " + q(up) + " --json");
+    REQUIRE(a.code == 0);
+    REQUIRE(b.code == 0);
+    CHECK(json::parse(a.out)["blocks"] == json::parse(b.out)["blocks"]);
   }
 }
 

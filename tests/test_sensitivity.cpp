@@ -196,7 +196,7 @@ TEST_CASE("sensitivity: windows, errors") {
   CHECK_THROWS_AS(dptq::measure_sensitivity(m, fp, w, false), dptq::Error);  // not quantized
 }
 
-TEST_CASE("trace 1.1: sensitivity round trip; traces without it read as before") {
+TEST_CASE("trace: sensitivity round trip; traces without it read as before") {
   const fs::path dir = dptq::test::scratch_dir("sensitivity_trace");
   const dptq::Model fp = planted_model(2);
   dptq::Model q = planted_model(2);
@@ -235,7 +235,7 @@ TEST_CASE("trace 1.1: sensitivity round trip; traces without it read as before")
   t.sensitivity.block.pop_back();
   CHECK_THROWS_AS(dptq::write_trace(t, dir / "bad.h5"), dptq::Error);
   CHECK_FALSE(fs::exists(dir / "bad.h5"));
-  // The committed example trace (version 1.0) still reads.
+  // The committed example trace (no /sensitivity group) still reads.
   const fs::path old = fs::path(DPTQ_SOURCE_DIR) / "traces" / "smollm2-135m_builtin_16x256.h5";
   if (fs::exists(old)) CHECK_FALSE(dptq::read_trace(old).has_sensitivity);
 }

@@ -347,6 +347,7 @@ Run run_h5py(const std::string& python, const fs::path& dir, const std::string& 
 // ShrinkDataset replaces a dataset by float64[2]; HugeDataset by an unwritten float32[N, 10^9].
 enum class Patch {
   VersionAttr,
+  LegacyStrings,
   DeleteFormatAttr,
   DeleteObject,
   ShrinkDataset,
@@ -364,15 +365,24 @@ bool patch(const fs::path& file, Patch what, const std::string& name, const fs::
   REQUIRE(f >= 0);
   herr_t rc = 0;
   switch (what) {
-    case Patch::VersionAttr: {
-      const hid_t type = H5Tcopy(H5T_C_S1);
-      H5Tset_size(type, H5T_VARIABLE);
-      H5Tset_cset(type, H5T_CSET_UTF8);
-      const hid_t a = H5Aopen(f, "version", H5P_DEFAULT);
-      const char* value = name.c_str();
-      rc = a >= 0 ? H5Awrite(a, type, &value) : -1;
-      H5Aclose(a);
-      H5Tclose(type);
+    case Patch::VersionAttr:  // fixed-length, as the writer stores strings (format 2.x)
+    case Patch::LegacyStrings: {  // format 1.x: variable-length format and version strings
+      const bool legacy = what == Patch::LegacyStrings;
+      for (const char* attr : {"format", "version"}) {
+        if (!legacy && std::string(attr) == "format") continue;
+        const std::string value = legacy ? (std::string(attr) == "format" ? "dptq-trace" : "1.1") : name;
+        const hid_t type = H5Tcopy(H5T_C_S1);
+        H5Tset_size(type, legacy ? H5T_VARIABLE : value.size());
+        H5Tset_cset(type, H5T_CSET_UTF8);
+        const hid_t space = H5Screate(H5S_SCALAR);
+        if (H5Adelete(f, attr) < 0) rc = -1;
+        const hid_t a = H5Acreate2(f, attr, type, space, H5P_DEFAULT, H5P_DEFAULT);
+        const char* p = value.c_str();
+        if (a < 0 || H5Awrite(a, type, legacy ? static_cast<const void*>(&p) : value.data()) < 0) rc = -1;
+        H5Aclose(a);
+        H5Sclose(space);
+        H5Tclose(type);
+      }
       break;
     }
     case Patch::DeleteFormatAttr:
@@ -416,7 +426,10 @@ bool patch(const fs::path& file, Patch what, const std::string& name, const fs::
   std::string script = "f = h5py.File(f_path, 'r+')\n";
   switch (what) {
     case Patch::VersionAttr:
-      script += "f.attrs['version'] = '" + name + "'\n";
+      script += "f.attrs['version'] = np.bytes_('" + name + "')\n";
+      break;
+    case Patch::LegacyStrings:  // h5py stores str as a variable-length string
+      script += "f.attrs['format'] = 'dptq-trace'\nf.attrs['version'] = '1.1'\n";
       break;
     case Patch::DeleteFormatAttr:
       script += "del f.attrs['format']\n";
@@ -565,14 +578,22 @@ TEST_CASE("trace: reading rejects missing, foreign, truncated and broken files")
     write_bytes(p, bytes);
     return p;
   };
-  bool patched = patch(copy("v2.h5"), Patch::VersionAttr, "2.0", dir);
+  bool patched = patch(copy("v3.h5"), Patch::VersionAttr, "3.0", dir);
   DPTQ_SKIP_UNLESS(patched,
                    "neither hdf5.h nor python3 with h5py is available to patch trace files");
-  expect_read_error(dir / "v2.h5", ErrorKind::Version,
-                    "unsupported trace version 2.0 (this build reads 1.x)");
+  expect_read_error(dir / "v3.h5", ErrorKind::Version,
+                    "unsupported trace version 3.0 (this build reads 2.x)");
 
   patch(copy("v0.h5"), Patch::VersionAttr, "0.9", dir);
   expect_read_error(dir / "v0.h5", ErrorKind::Version, "unsupported trace version 0.9");
+
+  // Format 1.x (variable-length strings) is refused before HDF5 reads a string from the global
+  // heap; read_legacy_trace (dptq trace-upgrade) still reads it.
+  const fs::path legacy = copy("v1_1.h5");
+  patch(legacy, Patch::LegacyStrings, "", dir);
+  expect_read_error(legacy, ErrorKind::Format, "trace format 1.x (variable-length strings)");
+  expect_read_error(legacy, ErrorKind::Format, "dptq trace-upgrade");
+  check_same(make_trace(), dptq::read_legacy_trace(legacy));
 
   patch(copy("vbad.h5"), Patch::VersionAttr, "one", dir);
   expect_read_error(dir / "vbad.h5", ErrorKind::Format, "version");
@@ -600,7 +621,7 @@ TEST_CASE("trace: reading rejects missing, foreign, truncated and broken files")
 
   // A newer minor version may add datasets; this reader ignores them.
   const fs::path newer = copy("v1_7.h5");
-  patch(newer, Patch::VersionAttr, "1.7", dir);
+  patch(newer, Patch::VersionAttr, "2.7", dir);
   patch(newer, Patch::AddDataset, "/blocks/some_future_metric", dir);
   check_same(make_trace(), dptq::read_trace(newer));
 }
@@ -721,8 +742,8 @@ TEST_CASE("trace: files are readable by h5dump and h5py") {
     wide << static_cast<double>(t.sites[2][3].channel_absmax[2047]);
     const std::string script =
         "f = h5py.File(f_path, 'r')\n"
-        "assert f.attrs['format'] == 'dptq-trace', f.attrs['format']\n"
-        "assert f.attrs['version'] == '1.1'\n"
+        "assert f.attrs['format'] == b'dptq-trace', f.attrs['format']\n"
+        "assert f.attrs['version'] == b'2.0'\n"
         "p99 = f['blocks/jump_ratio/p99'][()]\n"
         "assert p99.shape == (3,), p99.shape\n"
         "assert list(p99) == " +
@@ -740,7 +761,7 @@ TEST_CASE("trace: files are readable by h5dump and h5py") {
         "'\u2581\u041f\u0440\u0438\u0432\u0435\u0442'\n"
         "assert np.isinf(f['streams/top1_abs'][0])\n"
         "assert f['meta'].attrs['seed'] == 2**64 - 6\n"
-        "assert f['meta'].attrs['model_name'] == 'SmolLM2-135M-Instruct'\n"
+        "assert f['meta'].attrs['model_name'] == b'SmolLM2-135M-Instruct'\n"
         "assert f['phases'].shape == (1, 2) and list(f['phases'][0]) == [1, 2]\n"
         "print('h5py ok')\n";
     const Run r = run_h5py(python, dir, script, p);

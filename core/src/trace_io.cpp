@@ -176,10 +176,14 @@ struct H5Type<uint8_t> {
   static constexpr const char* name = "uint8";
 };
 
-// Variable-length UTF-8 string type (h5py reads it as str; h5dump prints it as text).
-Hid vlen_utf8_type() {
+// Fixed-length UTF-8 string type of `width` bytes, NUL-padded (format 2.x). Variable-length
+// strings (format 1.x) live in HDF5's global heap, whose reader in HDF5 1.10 crashes or loops on
+// corrupt files (fuzz/regressions/trace/h5hg_*): the writer never makes them and the reader
+// refuses them unless asked to convert a legacy file.
+Hid fixed_utf8_type(size_t width) {
   Hid t(H5Tcopy(H5T_C_S1), H5Tclose);
-  if (!t.ok() || H5Tset_size(t.get(), H5T_VARIABLE) < 0 || H5Tset_cset(t.get(), H5T_CSET_UTF8) < 0)
+  if (!t.ok() || H5Tset_size(t.get(), std::max<size_t>(1, width)) < 0 ||
+      H5Tset_strpad(t.get(), H5T_STR_NULLPAD) < 0 || H5Tset_cset(t.get(), H5T_CSET_UTF8) < 0)
     return Hid();
   return t;
 }
@@ -366,10 +370,14 @@ class Writer {
     dataset<T>(path, {static_cast<hsize_t>(v.size())}, v.data(), description);
   }
 
-  // Variable-length UTF-8 string dataset of shape `dims`.
+  // Fixed-length UTF-8 string dataset of shape `dims`, as wide as its longest string.
   void strings(const std::string& path, const std::vector<hsize_t>& dims,
                const std::vector<const char*>& data, const char* description = nullptr) {
-    Hid type = vlen_utf8_type();
+    size_t width = 1;
+    for (const char* p : data) width = std::max(width, std::strlen(p));
+    std::vector<char> buf(data.size() * width, '\0');
+    for (size_t i = 0; i < data.size(); ++i) std::memcpy(&buf[i * width], data[i], std::strlen(data[i]));
+    Hid type = fixed_utf8_type(width);
     Hid space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
     if (!type.ok() || !space.ok()) fail("dataset " + path);
     Hid d(H5Dcreate2(file_, path.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT,
@@ -377,7 +385,7 @@ class Writer {
           H5Dclose);
     if (!d.ok()) fail("dataset " + path);
     if (!data.empty() &&
-        H5Dwrite(d.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()) < 0)
+        H5Dwrite(d.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0)
       fail("dataset " + path);
     if (description) attr_string(d.get(), path, "description", description);
   }
@@ -393,14 +401,16 @@ class Writer {
     return o;
   }
   void attr_string(hid_t obj, const std::string& path, const char* name, const std::string& value) {
-    Hid type = vlen_utf8_type();
+    Hid type = fixed_utf8_type(value.size());
     Hid space(H5Screate(H5S_SCALAR), H5Sclose);
-    const char* p = value.c_str();
+    std::string padded = value;
+    if (padded.empty()) padded.push_back('\0');
     Hid a(type.ok() && space.ok()
               ? H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT)
               : H5I_INVALID_HID,
           H5Aclose);
-    if (!a.ok() || H5Awrite(a.get(), type.get(), &p) < 0) fail("attribute " + path + "@" + name);
+    if (!a.ok() || H5Awrite(a.get(), type.get(), padded.data()) < 0)
+      fail("attribute " + path + "@" + name);
   }
 
   hid_t file_;
@@ -619,7 +629,11 @@ constexpr hsize_t kAny = ~hsize_t{0};
 
 class Reader {
  public:
-  Reader(hid_t file, std::string path) : file_(file), path_(std::move(path)) {}
+  // `legacy`: also read variable-length strings (format 1.x; see fixed_utf8_type).
+  Reader(hid_t file, std::string path, bool legacy)
+      : file_(file), path_(std::move(path)), legacy_(legacy) {}
+
+  bool legacy() const { return legacy_; }
 
   const std::string& path() const { return path_; }
   [[noreturn]] void bad(const std::string& why) const {
@@ -648,6 +662,7 @@ class Reader {
       bad("attribute " + obj + "@" + name + " is not a scalar");
     Hid mem(H5Tcopy(type.get()), H5Tclose);
     if (H5Tis_variable_str(type.get()) > 0) {
+      refuse_vlen("attribute " + obj + "@" + name);
       char* p = nullptr;
       if (H5Aread(a.get(), mem.get(), &p) < 0) {
         H5free_memory(p);
@@ -658,6 +673,7 @@ class Reader {
       return s;
     }
     const size_t n = H5Tget_size(type.get());
+    if (n > kMaxAttrString) bad("attribute " + obj + "@" + name + " is " + std::to_string(n) + " bytes long");
     std::string s(n, '\0');
     if (H5Aread(a.get(), mem.get(), s.data()) < 0)
       bad(with_detail("cannot read attribute " + obj + "@" + name));
@@ -711,6 +727,7 @@ class Reader {
     if (n == 0) return out;
     Hid mem(H5Tcopy(type.get()), H5Tclose);
     if (H5Tis_variable_str(type.get()) > 0) {
+      refuse_vlen("dataset " + path);
       std::vector<char*> p(n, nullptr);
       if (H5Dread(d.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, p.data()) < 0) {
         // A read that fails half-way (a corrupt file) has already allocated some strings
@@ -735,7 +752,22 @@ class Reader {
     return out;
   }
 
+  // Variable-length strings are read only when converting a legacy (1.x) file.
+  void refuse_vlen(const std::string& what) const {
+    if (!legacy_)
+      bad(what + " is a variable-length string (trace format 1.x); convert the file once with "
+                 "'dptq trace-upgrade " + path_ + " NEW.h5'");
+  }
+
+  bool attr_is_vlen(const std::string& obj, const char* name) const {
+    if (!has_attr(obj, name)) return false;
+    Hid a = open_attr(obj, name);
+    Hid type(H5Aget_type(a.get()), H5Tclose);
+    return type.ok() && H5Tis_variable_str(type.get()) > 0;
+  }
+
  private:
+  static constexpr size_t kMaxAttrString = size_t{1} << 20;
   bool exists_or_root(const std::string& obj) const { return obj == "/" || exists(obj); }
 
   Hid open_attr(const std::string& obj, const char* name) const {
@@ -791,6 +823,7 @@ class Reader {
 
   hid_t file_;
   std::string path_;
+  bool legacy_;
 };
 
 std::vector<Aggregate> read_aggregates(const Reader& r, const std::string& group, hsize_t n) {
@@ -818,6 +851,9 @@ bool parse_version(const std::string& s, int& major, int& minor) {
 }
 
 Trace read_contents(const Reader& r) {
+  if (!r.legacy() && r.attr_is_vlen("/", "format"))
+    r.bad("trace format 1.x (variable-length strings), which this build reads only to convert it: "
+          "dptq trace-upgrade " + r.path() + " NEW.h5");
   std::string format;
   try {
     format = r.attr_string("/", "format");
@@ -831,7 +867,7 @@ Trace read_contents(const Reader& r) {
   if (!parse_version(version, major, minor))
     r.bad("trace version '" + version + "' is not \"major.minor\"");
   // A newer minor only adds optional content, which this reader ignores.
-  if (major != kTraceVersionMajor)
+  if (major != kTraceVersionMajor && !(r.legacy() && major == 1))
     throw Error(ErrorKind::Version, r.path(),
                 "unsupported trace version " + std::to_string(major) + "." + std::to_string(minor) +
                     " (this build reads " + std::to_string(kTraceVersionMajor) + ".x)");
@@ -1026,7 +1062,9 @@ void write_trace(const Trace& trace, const fs::path& path) {
   out.commit();
 }
 
-Trace read_trace(const fs::path& path) {
+namespace {
+
+Trace read_trace_file(const fs::path& path, bool legacy) {
   const std::string file = path.string();
   struct stat st {};
   if (::stat(file.c_str(), &st) != 0)
@@ -1056,8 +1094,14 @@ Trace read_trace(const fs::path& path) {
   Hid h5(H5Fopen(file.c_str(), H5F_ACC_RDONLY, fapl.get()), H5Fclose);
   if (!h5.ok()) throw Error(ErrorKind::Format, file, with_detail("truncated or corrupt HDF5 file"));
 
-  return read_contents(Reader(h5.get(), file));
+  return read_contents(Reader(h5.get(), file, legacy));
 }
+
+}  // namespace
+
+Trace read_trace(const fs::path& path) { return read_trace_file(path, false); }
+
+Trace read_legacy_trace(const fs::path& path) { return read_trace_file(path, true); }
 
 void mark_phases(Trace& trace) {
   const size_t n = trace.streams.size();

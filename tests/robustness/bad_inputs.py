@@ -514,9 +514,32 @@ def _(tmp, model):
 def _(tmp, model):
     import h5py
     p = make_trace(tmp)
+    import numpy as np
     with h5py.File(p, "r+") as f:
-        f.attrs["version"] = "9.0"
+        f.attrs["version"] = np.bytes_("9.0")   # fixed-length, as the writer stores strings
     return ["plan", str(p), "--budget", "1", "--out", str(tmp / "x.plan.json")], p
+
+
+@case("trace", "format 1.x (variable-length strings): refused, names trace-upgrade")
+def _(tmp, model):
+    import h5py
+    p = make_trace(tmp)
+    with h5py.File(p, "r+") as f:
+        f.attrs["format"] = "dptq-trace"   # h5py stores str as a variable-length string
+        f.attrs["version"] = "1.1"
+    return ["report", str(p)], p
+
+
+for _name, _what in [("h5hg_read_segv", "SEGV"), ("h5hg_global_heap_loop_1", "endless loop")]:
+    @case("trace", f"global heap that made HDF5 1.10 {_what} (fuzz_trace; refused before any string read)")
+    def _(tmp, model, _name=_name):
+        p = ROOT / "fuzz" / "regressions" / "trace" / f"{_name}.h5"
+        return ["report", str(p)], p
+
+    @case("trace-upgrade", f"the same file converted: HDF5 {_what} contained in a child process")
+    def _(tmp, model, _name=_name):
+        p = ROOT / "fuzz" / "regressions" / "trace" / f"{_name}.h5"
+        return ["trace-upgrade", str(p), "--out", str(tmp / "up.h5"), "--timeout", "10"], p
 
 
 @case("trace", "corrupt string data (a fuzz_trace leak, fixed)")

@@ -26,8 +26,8 @@
 namespace dptq {
 
 inline constexpr const char* kTraceFormat = "dptq-trace";
-inline constexpr int kTraceVersionMajor = 1;
-inline constexpr int kTraceVersionMinor = 1;  // 1.1: optional /sensitivity
+inline constexpr int kTraceVersionMajor = 2;  // 2.0: fixed-length strings only
+inline constexpr int kTraceVersionMinor = 0;
 
 struct Aggregate {
   double mean = 0, min = 0, max = 0;
@@ -151,7 +151,14 @@ void write_trace(const Trace& trace, const std::filesystem::path& path);
 // truncated or malformed file (naming the missing / misshapen dataset or attribute),
 // Error(Version) for an unknown major version. Newer minor versions read fine (extra content is
 // ignored). Stream / block `index` fields are set from the row.
+// Strings must be fixed-length (format 2.x): a variable-length string anywhere (format 1.x) is
+// refused before HDF5 reads it, because HDF5 1.10's global-heap reader crashes or loops on corrupt
+// files — so no input makes read_trace crash or hang inside HDF5 (fuzz_trace).
 Trace read_trace(const std::filesystem::path& path);
+// Reads a format 1.x or 2.x trace, variable-length strings included, to convert it
+// (`dptq trace-upgrade`). Not safe on untrusted files: HDF5 may crash or hang on a corrupt
+// global heap; the CLI runs it in a child process with a time limit.
+Trace read_legacy_trace(const std::filesystem::path& path);
 
 // The current time as traces and plans record it: "2026-12-06T23:59:59Z" (UTC).
 std::string utc_now();
