@@ -19,6 +19,7 @@
 #include "dptq/profiler.hpp"
 #include "dptq/quantize.hpp"
 #include "dptq/trace.hpp"
+#include "dptq/zeroshot.hpp"
 #include "commands.hpp"  // sensitivity, report --proxies (issue 12)
 
 using json = nlohmann::json;
@@ -272,6 +273,94 @@ int cmd_ppl(const std::string& model_path, const std::string& text_path, const d
     std::printf("perplexity %.4f  (%lld windows x %lld tokens%s, %zu text tokens, %.1f tokens/s; %s; engine %s, %s)\n", r.ppl,
                 (long long)r.windows, (long long)opts.seqlen, from.c_str(), ids.size(), r.tokens_per_s, quant.c_str(), engine,
                 model_dtype_name(model));
+  }
+  return 0;
+}
+
+// `dptq zeroshot`: lm-eval-style zero-shot accuracy (docs/zeroshot.md).
+struct ZeroShotArgs {
+  std::vector<std::string> tasks = dptq::zeroshot_task_names();
+  int64_t limit = -1;
+  std::string data_dir;
+  std::string per_item;  // write every item's scores to this JSON file
+  dptq::ZeroShotOptions opts;
+};
+
+// The headline metric of a task as QuaRot's lm-eval script reports it: acc_norm where the task has
+// it, else acc.
+double headline(const dptq::ZeroShotResult& r) { return r.has_acc_norm ? r.acc_norm : r.acc; }
+
+int cmd_zeroshot(const std::string& model_path, ZeroShotArgs za, const std::string& device, QuantArgs qa, bool as_json) {
+  const dptq::Device dev = dptq::parse_device(device);
+  if (za.limit == 0 || za.limit < -1) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--limit must be positive");
+  if (za.tasks.empty()) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--tasks is empty");
+  if (!za.per_item.empty()) check_output_file(za.per_item);
+  const fs::path root = za.data_dir.empty() ? dptq::default_zeroshot_dir() : fs::path(za.data_dir);
+  // Every task is read (and every record checked) before the model loads.
+  std::vector<dptq::ZeroShotTask> tasks;
+  for (const std::string& t : za.tasks) tasks.push_back(dptq::load_zeroshot_task(root, t, za.limit));
+  const dptq::ModelInfo info = dptq::inspect_model(model_path);
+  const std::optional<dptq::Plan> plan = check_quant_args(qa, info, false);
+  dptq::Model model = load_for_eval(model_path, dev, qa, plan, "zeroshot");
+  std::vector<dptq::ZeroShotResult> results;
+  for (const dptq::ZeroShotTask& t : tasks) {
+    dptq::Progress progress;
+    progress.on_update = StderrProgress{"zeroshot " + t.name};
+    results.push_back(dptq::evaluate_zeroshot(model, t, za.opts, &progress));
+    const auto& r = results.back();
+    std::fprintf(stderr, "[zeroshot] %s: %lld items, acc %.4f%s, %.1f items/s\n", t.name.c_str(), (long long)r.n, r.acc,
+                 r.has_acc_norm ? (", acc_norm " + std::to_string(r.acc_norm).substr(0, 6)).c_str() : "", r.items_per_s);
+  }
+  double avg = 0;
+  for (const auto& r : results) avg += headline(r);
+  avg /= double(results.size());
+  auto task_json = [&](const dptq::ZeroShotResult& r, bool items) {
+    json j = {{"n", r.n}, {"acc", r.acc}, {"acc_stderr", r.acc_stderr},
+              {"acc_norm", r.has_acc_norm ? json(r.acc_norm) : json(nullptr)},
+              {"acc_norm_stderr", r.has_acc_norm ? json(r.acc_norm_stderr) : json(nullptr)},
+              {"ppl", r.has_ppl ? json(r.ppl) : json(nullptr)}, {"headline", headline(r)}, {"seconds", r.seconds},
+              {"items_per_s", r.items_per_s}, {"tokens", r.tokens}, {"forwards", r.forwards}};
+    if (items) {
+      json arr = json::array();
+      for (size_t i = 0; i < r.items.size(); ++i) {
+        const auto& it = r.items[i];
+        json ll = json::array(), gr = json::array(), tk = json::array();
+        for (const auto& c : it.choices) ll.push_back(c.loglik), gr.push_back(c.greedy), tk.push_back(c.tokens);
+        arr.push_back({{"index", i}, {"gold", it.gold}, {"ll", ll}, {"greedy", gr}, {"tokens", tk}});
+      }
+      j["items"] = arr;
+    }
+    return j;
+  };
+  const std::string quant = dptq::quant_summary(model);
+  auto report = [&](bool items) {
+    json tj = json::object();
+    for (const auto& r : results) tj[r.task] = task_json(r, items);
+    return json{{"model", model_path}, {"data", root.string()}, {"limit", za.limit}, {"quantization", quant},
+                {"method", dptq::is_quantized(model) ? json(dptq::model_plan(model).base_method) : json(nullptr)},
+                {"plan", qa.plan_path.empty() ? json(nullptr) : json(qa.plan_path)},
+                {"engine", dptq::is_quantized(model) ? dptq::engine_name(dptq::model_engine(model)) : "fp"},
+                {"threads", dptq::compute_threads()}, {"average", avg}, {"tasks", tj}};
+  };
+  if (!za.per_item.empty()) {
+    dptq::AtomicFile f(za.per_item);
+    const std::string text = report(true).dump(1) + "\n";
+    f.write(text.data(), text.size());
+    f.commit();
+  }
+  if (as_json) {
+    std::cout << report(false).dump(2) << "\n";
+  } else {
+    std::printf("zero-shot, %s\n%-14s %6s %16s %16s %9s %8s %8s\n", quant.c_str(), "task", "n", "acc", "acc_norm", "ppl",
+                "items/s", "seconds");
+    for (const auto& r : results) {
+      char an[32] = "-", pp[32] = "-";
+      if (r.has_acc_norm) std::snprintf(an, sizeof an, "%.4f ± %.4f", r.acc_norm, r.acc_norm_stderr);
+      if (r.has_ppl) std::snprintf(pp, sizeof pp, "%.3f", r.ppl);
+      std::printf("%-14s %6lld %7.4f ± %.4f %16s %9s %8.1f %8.1f\n", r.task.c_str(), (long long)r.n, r.acc, r.acc_stderr, an,
+                  pp, r.items_per_s, r.seconds);
+    }
+    std::printf("average (acc_norm where reported, else acc): %.4f\n", avg);
   }
   return 0;
 }
@@ -757,6 +846,21 @@ int main(int argc, char** argv) {
   upgrade->add_option("--timeout", upgrade_timeout, "Seconds the reading child process may take")->capture_default_str();
   upgrade->add_flag("--json", as_json, "Print one JSON object on stdout");
 
+  ZeroShotArgs zs_args;
+  auto* zeroshot = app.add_subcommand("zeroshot", "Zero-shot QA accuracy by lm-eval's conventions (PIQA, ARC, WinoGrande, "
+                                                  "LAMBADA, BoolQ, HellaSwag) for FP, W4A4KV4 or a plan");
+  zeroshot->add_option("MODEL", model_path, "GGUF file, HF folder or quantized checkpoint")->required();
+  zeroshot->add_option("--tasks", zs_args.tasks, "Comma-separated: piqa,arc_easy,arc_challenge,winogrande,lambada,boolq,hellaswag")
+      ->delimiter(',')->capture_default_str();
+  zeroshot->add_option("--limit", zs_args.limit, "First N items of each task (-1: all)")->capture_default_str();
+  zeroshot->add_option("--data", zs_args.data_dir, "Task data folder (default: $DPTQ_ZEROSHOT_DIR or ../shared/data/zeroshot)");
+  zeroshot->add_option("--batch-tokens", zs_args.opts.batch_tokens, "Pack items into one forward pass up to this many tokens")
+      ->capture_default_str();
+  zeroshot->add_option("--per-item", zs_args.per_item, "Also write every item's per-choice log-likelihoods to this JSON file");
+  zeroshot->add_option("--device", device, "cpu | cuda | auto")->capture_default_str();
+  zeroshot->add_flag("--json", as_json, "Print one JSON object on stdout");
+  add_quant_options(zeroshot, qa);
+
   dptq::PlanOptions plan_opts;
   std::string plan_out;
   auto* plan = app.add_subcommand("plan", "Choose the blocks that get 8-bit activations from a trace (a DynamicPTQ precision plan)");
@@ -791,6 +895,7 @@ int main(int argc, char** argv) {
     if (*export_hf) return cmd_export_hf(model_path, hf_out, as_json);
     if (*ppl) return cmd_ppl(model_path, text_path, popts, device, qa, as_json, profile_ops);
     if (*quantize) return cmd_quantize(model_path, qa, quant_out, device, as_json);
+    if (*zeroshot) return cmd_zeroshot(model_path, zs_args, device, qa, as_json);
     if (*sweep) return cmd_sweep(model_path, text_path, sweep_args, popts, qa, oracle_args, device, as_json);
     if (*profile) return cmd_profile(model_path, prof, out_path, device, as_json);
     if (*report && report_proxies) return dptq_cli::cmd_report_proxies(trace_path, proxy_gain, proxy_permutations, as_json);

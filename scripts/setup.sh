@@ -4,7 +4,7 @@
 # work tree, so a fresh clone reuses them. Nothing third-party is written into the repository.
 #
 #   scripts/setup.sh            # build dependencies + default model
-#   scripts/setup.sh --refvenv  # also the Python reference venv (transformers, gguf) used only to
+#   scripts/setup.sh --refvenv  # also the Python reference venv (transformers, gguf, lm-eval) used only to
 #                               # regenerate golden files and peer measurements
 set -euo pipefail
 WANT_REFVENV=0; [ "${1:-}" = "--refvenv" ] && WANT_REFVENV=1  # before `set --` below reuses $1
@@ -27,7 +27,7 @@ NV_WHEELS=(
   "nvidia_nvshmem_cu13-3.4.5-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl nvidia-nvshmem-cu13==3.4.5"
   "nvidia_nccl_cu13-2.30.7-py3-none-manylinux_2_18_x86_64.whl nvidia-nccl-cu13==2.30.7"
 )
-APT_PKGS=(cmake ninja-build ccache g++ pkg-config unzip libhdf5-dev hdf5-tools libglfw3-dev doctest-dev
+APT_PKGS=(cmake ninja-build ccache g++ pkg-config unzip libhdf5-dev hdf5-tools libbz2-dev libglfw3-dev doctest-dev
   nlohmann-json3-dev libsentencepiece-dev libpcre2-dev libcli11-dev libgl-dev libegl-dev
   libgl1-mesa-dri xvfb xauth python3-h5py python3-numpy libstb-dev fonts-dejavu-core
   clang)  # clang: libFuzzer + sanitizers for fuzz/ (scripts/sanitize.sh, bench/fuzz.sh)
@@ -105,7 +105,8 @@ if [ "$WANT_REFVENV" = 1 ]; then
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   fetch_pypi "$TORCH_WHL" "torch==$TORCH_VER" --only-binary :all:
   "$VENV/bin/pip" install -q --find-links "$WHEELS" "torch==$TORCH_VER" "transformers==5.18.0" \
-      "gguf==0.19.0" "accelerate" "protobuf" "tokenizers" "safetensors" "sentencepiece" "numpy" "h5py"
+      "gguf==0.19.0" "accelerate" "protobuf" "tokenizers" "safetensors" "sentencepiece" "numpy" "h5py" \
+      "lm-eval==0.4.9"  # lm-eval: tools/golden/zeroshot_reference.py (scoring conventions, HFLM)
   log "reference venv ready: $VENV"
 fi
 

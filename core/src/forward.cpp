@@ -180,7 +180,7 @@ namespace {
 }  // namespace
 
 at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h, const RopeTables& rope,
-                         ForwardTaps* taps) {
+                         ForwardTaps* taps, const AttentionLayout* layout) {
   const ModelConfig& c = model.config();
   const LayerWeights& L = model.impl().w.layers.at(size_t(layer));
   const QuantState* qs = model.impl().quant.get();
@@ -210,7 +210,8 @@ at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h,
   at::Tensor v = qkv[2].reshape({T, c.n_kv_heads, hd}).transpose(0, 1);
   {
     OpTimer timer("rope");
-    const at::Tensor cos = rope.cos.narrow(0, 0, T), sin = rope.sin.narrow(0, 0, T);
+    const at::Tensor cos = layout ? rope.cos.index_select(0, layout->positions) : rope.cos.narrow(0, 0, T);
+    const at::Tensor sin = layout ? rope.sin.index_select(0, layout->positions) : rope.sin.narrow(0, 0, T);
     q = q * cos + rotate_half(q) * sin;
     k = k * cos + rotate_half(k) * sin;
   }
@@ -232,7 +233,9 @@ at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h,
     OpTimer timer("attention");
     // Causal attention; Mistral's sliding window additionally hides keys more than `window` back.
     std::optional<at::Tensor> mask;
-    if (c.sliding_window > 0 && T > c.sliding_window) {
+    if (layout) {
+      mask = layout->mask;
+    } else if (c.sliding_window > 0 && T > c.sliding_window) {
       const at::Tensor i = at::arange(T, at::TensorOptions().device(h.device())).unsqueeze(1);
       const at::Tensor j = at::arange(T, at::TensorOptions().device(h.device())).unsqueeze(0);
       mask = (j <= i).logical_and(i - j < c.sliding_window);

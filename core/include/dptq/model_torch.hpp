@@ -138,9 +138,15 @@ struct ForwardTaps {
 
 // Embeddings of `ids` ([T] int64) -> h_0 [T, d].
 at::Tensor embed_tokens(const Model& model, const at::Tensor& ids);
+// A non-causal token layout (zero-shot packing, dptq/zeroshot.hpp): each token's RoPE position,
+// and which tokens it attends to. Without one, token t sits at position t and sees tokens <= t.
+struct AttentionLayout {
+  at::Tensor positions;  // [T] int64, indices into the RoPE tables
+  at::Tensor mask;       // [T, T] bool, true = may attend
+};
 // One decoder block: h_l [T, d] -> h_{l+1} [T, d].
 at::Tensor decoder_block(const Model& model, int64_t layer, const at::Tensor& h, const RopeTables& rope,
-                         ForwardTaps* taps = nullptr);
+                         ForwardTaps* taps = nullptr, const AttentionLayout* layout = nullptr);
 // Final RMSNorm of the last residual stream.
 at::Tensor final_norm(const Model& model, const at::Tensor& h);
 // Logits [T, V] of `ids` [T] (fp32).
