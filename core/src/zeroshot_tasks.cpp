@@ -6,7 +6,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <sstream>
 
 #include "dptq/error.hpp"
@@ -123,13 +122,21 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
   return s;
 }
 
-// lm-eval's hellaswag utils.preprocess.
+// lm-eval's hellaswag utils.preprocess: strip, " [title]" -> ". ", re.sub(r"\[.*?\]", ""),
+// "  " -> " " (one pass). The non-greedy bracket pattern removes each '[' up to the next ']'
+// (lines hold no newline, which '.' would not match); a '[' without a ']' stays.
 std::string hellaswag_preprocess(const std::string& text) {
-  static const std::regex brackets("\\[.*?\\]");
-  std::string s = strip(text);
-  s = replace_all(s, " [title]", ". ");
-  s = std::regex_replace(s, brackets, "");
-  return replace_all(s, "  ", " ");
+  std::string s = replace_all(strip(text), " [title]", ". ");
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    const size_t close = s[i] == '[' ? s.find(']', i + 1) : std::string::npos;
+    if (close != std::string::npos) {
+      i = close + 1;
+    } else {
+      out.push_back(s[i++]);
+    }
+  }
+  return replace_all(out, "  ", " ");
 }
 
 ZeroShotItem multiple_choice(const std::string& context, const std::vector<std::string>& choices, int gold) {

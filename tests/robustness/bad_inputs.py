@@ -542,6 +542,18 @@ for _name, _what in [("h5hg_read_segv", "SEGV"), ("h5hg_global_heap_loop_1", "en
         return ["trace-upgrade", str(p), "--out", str(tmp / "up.h5"), "--timeout", "10"], p
 
 
+@case("trace", "object header that makes HDF5 1.10 read past a buffer (fuzz_trace; read in a child process)")
+def _(tmp, model):
+    p = ROOT / "fuzz" / "regressions" / "trace" / "h5o_attr_message_overflow.h5"
+    return ["report", str(p)], p
+
+
+@case("trace", "object header that makes HDF5 1.10 segfault (fuzz_trace; the reading child dies, dptq does not)")
+def _(tmp, model):
+    p = ROOT / "fuzz" / "regressions" / "trace" / "h5o_attr_exists_segv.h5"
+    return ["report", str(p)], p
+
+
 @case("trace", "corrupt string data (a fuzz_trace leak, fixed)")
 def _(tmp, model):
     p = ROOT / "fuzz" / "regressions" / "trace" / "vlen_read_leak.h5"
