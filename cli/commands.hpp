@@ -33,8 +33,8 @@ inline constexpr int kUserError = 2;
 // Throws a one-line dptq::Error when `out` cannot be a file: its folder is missing, or it is a folder.
 void check_output_file(const std::string& out);
 
-// `dptq trace-upgrade IN OUT [--timeout S]`: reads a format 1.x trace (variable-length strings) in a
-// child process that is killed after `timeout_s`, and writes it in the current format.
+// `dptq trace-upgrade IN --out OUT [--timeout S]`: reads a format 1.x trace (variable-length
+// strings) in a child process that is killed after `timeout_s`, and writes it in the current format.
 int cmd_trace_upgrade(const std::string& in, const std::string& out, double timeout_s, bool as_json);
 
 }  // namespace dptq_cli

@@ -5,11 +5,18 @@
 // Hdf5Session, which serializes HDF5 use from this file and switches off the library's automatic
 // error printing, so the only thing a user ever sees is our one-line dptq::Error.
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <hdf5.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -1097,11 +1104,143 @@ Trace read_trace_file(const fs::path& path, bool legacy) {
   return read_contents(Reader(h5.get(), file, legacy));
 }
 
+void write_all(int fd, const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    p += w;
+    n -= size_t(w);
+  }
+}
+
+// The child's report of an Error: kind, then the file and the message, each length-prefixed.
+void send_error(int fd, const Error& e) {
+  const uint8_t kind = static_cast<uint8_t>(e.kind());
+  write_all(fd, &kind, 1);
+  for (const std::string* s : {&e.file(), &e.message()}) {
+    const uint32_t n = static_cast<uint32_t>(std::min<size_t>(s->size(), 1u << 16));
+    write_all(fd, &n, sizeof n);
+    write_all(fd, s->data(), n);
+  }
+}
+
+bool parse_error(const std::string& buf, ErrorKind& kind, std::string& file, std::string& message) {
+  size_t at = 1;
+  if (buf.empty() || buf[0] > static_cast<char>(ErrorKind::Cancelled)) return false;
+  kind = static_cast<ErrorKind>(buf[0]);
+  for (std::string* s : {&file, &message}) {
+    uint32_t n = 0;
+    if (at + sizeof n > buf.size()) return false;
+    std::memcpy(&n, buf.data() + at, sizeof n);
+    at += sizeof n;
+    if (at + n > buf.size()) return false;
+    *s = buf.substr(at, n);
+    at += n;
+  }
+  return true;
+}
+
+// Reads `path` in a child process — HDF5 1.10 can crash, hang or corrupt memory on a crafted file
+// (fuzz_trace, docs/robustness.md), and none of that may reach this process — which writes what it
+// read to a temporary trace; this process then reads that well-formed copy. A child that dies by a
+// signal or runs past `timeout_s` becomes one Error(Format) naming `path`.
+Trace read_isolated(const fs::path& path, bool legacy, double timeout_s) {
+  const std::string file = path.string();
+  static std::atomic<uint64_t> counter{0};
+  std::error_code ec;
+  fs::path tmp_dir = fs::temp_directory_path(ec);
+  if (ec) tmp_dir = "/tmp";
+  const fs::path tmp = tmp_dir / ("dptq-trace-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".h5");
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw Error(ErrorKind::Io, file, "cannot read: pipe: " + errno_text());
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw Error(ErrorKind::Io, file, "cannot read: fork: " + errno_text());
+  }
+  if (pid == 0) {  // child: only HDF5, the trace code and the pipe
+    ::close(fds[0]);
+    int code = 0;
+    try {
+      const Trace t = read_trace_file(path, legacy);
+      write_trace(t, tmp);
+    } catch (const Error& e) {
+      send_error(fds[1], e.file() == tmp.string() ? Error(ErrorKind::Format, file, e.message()) : e);
+      code = 2;
+    } catch (const std::exception& e) {
+      send_error(fds[1], Error(ErrorKind::Format, file, std::string("cannot read: ") + e.what()));
+      code = 2;
+    }
+    ::_exit(code);
+  }
+  ::close(fds[1]);
+  auto cleanup = [&] {
+    fs::remove(tmp, ec);
+    remove_stale_temps(tmp);
+  };
+  std::string report;
+  const auto start = std::chrono::steady_clock::now();
+  bool timed_out = false;
+  for (;;) {  // read the child's report until it closes the pipe (exits) or the time is up
+    const double left = timeout_s - std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd pfd{fds[0], POLLIN, 0};
+    const int r = ::poll(&pfd, 1, static_cast<int>(std::min(left * 1000.0, 1000.0)) + 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    report.append(buf, size_t(n));
+  }
+  ::close(fds[0]);
+  int status = 0;
+  if (timed_out) ::kill(pid, SIGKILL);
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out) {
+    cleanup();
+    throw Error(ErrorKind::Format, file, "HDF5 did not finish reading the file within " +
+                                             std::to_string(static_cast<int>(timeout_s)) + " s (corrupt or crafted?)");
+  }
+  if (WIFSIGNALED(status)) {
+    cleanup();
+    throw Error(ErrorKind::Format, file, std::string("HDF5 crashed reading the file (") + strsignal(WTERMSIG(status)) +
+                                             "; corrupt or crafted?)");
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    cleanup();
+    ErrorKind kind = ErrorKind::Format;
+    std::string efile, message;
+    if (parse_error(report, kind, efile, message)) throw Error(kind, efile, message);
+    throw Error(ErrorKind::Format, file, "the reading process failed (exit " +
+                                             std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + ")");
+  }
+  try {
+    Trace t = read_trace_file(tmp, false);
+    cleanup();
+    return t;
+  } catch (const Error& e) {
+    cleanup();
+    throw Error(e.kind(), file, e.message());
+  }
+}
+
 }  // namespace
 
-Trace read_trace(const fs::path& path) { return read_trace_file(path, false); }
+Trace read_trace(const fs::path& path, double timeout_s) { return read_isolated(path, false, timeout_s); }
 
-Trace read_legacy_trace(const fs::path& path) { return read_trace_file(path, true); }
+Trace read_trace_in_process(const fs::path& path) { return read_trace_file(path, false); }
+
+Trace read_legacy_trace(const fs::path& path, double timeout_s) { return read_isolated(path, true, timeout_s); }
 
 void mark_phases(Trace& trace) {
   const size_t n = trace.streams.size();

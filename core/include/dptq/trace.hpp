@@ -152,13 +152,17 @@ void write_trace(const Trace& trace, const std::filesystem::path& path);
 // Error(Version) for an unknown major version. Newer minor versions read fine (extra content is
 // ignored). Stream / block `index` fields are set from the row.
 // Strings must be fixed-length (format 2.x): a variable-length string anywhere (format 1.x) is
-// refused before HDF5 reads it, because HDF5 1.10's global-heap reader crashes or loops on corrupt
-// files — so no input makes read_trace crash or hang inside HDF5 (fuzz_trace).
-Trace read_trace(const std::filesystem::path& path);
+// refused before HDF5 reads it (HDF5 1.10's global-heap reader crashes or loops on corrupt files).
+// Isolation: HDF5 1.10 also misreads crafted object headers (fuzz_trace), so the file is read in a
+// child process that hands back a well-formed copy; a child that crashes or runs past `timeout_s`
+// becomes Error(Format) naming `path`. Nothing a file holds can crash or hang the caller.
+Trace read_trace(const std::filesystem::path& path, double timeout_s = 60);
+// The same reader in this process, without the isolation: for the fuzzer (which needs the
+// coverage) and for files this process wrote itself.
+Trace read_trace_in_process(const std::filesystem::path& path);
 // Reads a format 1.x or 2.x trace, variable-length strings included, to convert it
-// (`dptq trace-upgrade`). Not safe on untrusted files: HDF5 may crash or hang on a corrupt
-// global heap; the CLI runs it in a child process with a time limit.
-Trace read_legacy_trace(const std::filesystem::path& path);
+// (`dptq trace-upgrade`), isolated like read_trace.
+Trace read_legacy_trace(const std::filesystem::path& path, double timeout_s = 60);
 
 // The current time as traces and plans record it: "2026-12-06T23:59:59Z" (UTC).
 std::string utc_now();
