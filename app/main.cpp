@@ -106,6 +106,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::IsMember({"quarot-rtn", "quarot-gptq", "rtn", "gptq"}));
   cli.add_option("--sweep", options.sweep_budgets,
                  "Evaluate panel: budgets of the sweep, e.g. 0,1,2,4,8; with --eval (and --trace) the sweep runs at start");
+  cli.add_option("--zeroshot", options.zeroshot_tasks,
+                 "Evaluate panel: zero-shot tasks, e.g. piqa,winogrande; with --eval they run at start instead of perplexity");
+  cli.add_option("--zeroshot-limit", options.zeroshot_limit, "Evaluate panel: first N items of each zero-shot task (-1: all)")
+      ->capture_default_str()->check(CLI::Range(int64_t{-1}, int64_t{1} << 30));
   cli.add_option("--seqlen", options.seqlen, "Evaluate panel: window length in tokens")
       ->capture_default_str()->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
   cli.add_option("--max-windows", options.max_windows, "Evaluate panel: windows to score (-1: all)")

@@ -38,6 +38,8 @@ struct Options {
   std::string eval_config = "fp";          // --eval-config: fp | w4a4kv4 | plan
   std::string eval_method = "quarot-rtn";  // --method: Evaluate panel's quantization method
   std::string sweep_budgets;               // --sweep: with --eval, sweep these budgets instead
+  std::string zeroshot_tasks;              // --zeroshot: with --eval, zero-shot these tasks instead
+  int64_t zeroshot_limit = 100;            // --zeroshot-limit: first N items of each task (-1: all)
   int64_t seqlen = 2048;      // Evaluate panel defaults
   int64_t max_windows = -1;   // -1: all windows
   bool persist_layout = true; // save/restore the docking layout in imgui.ini (off for --frames)

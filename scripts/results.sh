@@ -15,6 +15,40 @@ TRACE=traces/smollm2-135m_quarot_32x512.h5
 mkdir -p "$OUT"
 log() { echo "[results $(date -u +%H:%M:%S)] $*" >&2; }
 
+# 6. Zero-shot table (docs/zeroshot.md, docs/results.md): FP, RTN, QuaRot-RTN, QuaRot-GPTQ, and the
+#    dynamicptq / first-last plans at k = 4 and 8 on QuaRot-RTN, on every task. ZS_LIMIT=N: the
+#    first N items of each task (outputs tagged lN, else "all"). Runs after step 5, or alone with
+#    RESULTS_ONLY=zeroshot. Quantized weights come from the step-5 checkpoints (made here if absent).
+zeroshot_step() {
+  local ZS=$OUT/zeroshot LIMIT=${ZS_LIMIT:--1} CK=$BUILD/results-ckpt tag
+  tag=$([ "$LIMIT" = -1 ] && echo all || echo "l$LIMIT")
+  mkdir -p "$ZS" "$CK"
+  [ -f "$TRACE" ] || { log profile; "$DPTQ" profile "$M" --calib builtin --samples 32 --seqlen 512 --rotation quarot --out "$TRACE"; }
+  for m in rtn quarot-rtn quarot-gptq; do
+    [ -f "$CK/$m/quant_config.json" ] && continue
+    log "zeroshot: $m checkpoint"; rm -rf "$CK/$m"; "$DPTQ" quantize "$M" --method "$m" --out "$CK/$m" > /dev/null
+  done
+  local runs=("fp $M" "rtn $CK/rtn" "quarot-rtn $CK/quarot-rtn" "quarot-gptq $CK/quarot-gptq")
+  for p in dynamicptq first-last; do
+    for k in 4 8; do  # plans from the trace alone, before any zero-shot number exists
+      local plan=$ZS/quarot-rtn_${p}_k$k.plan.json
+      [ -f "$plan" ] || "$DPTQ" plan "$TRACE" --policy "$p" --budget "$k" --method quarot-rtn --out "$plan" > /dev/null
+      runs+=("quarot-rtn_${p}_k$k $CK/quarot-rtn --plan $plan")
+    done
+  done
+  for r in "${runs[@]}"; do
+    read -r name model extra <<< "$r"
+    local f=$ZS/${name}_$tag.json
+    [ -f "$f" ] && continue
+    log "zeroshot $name ($tag)"
+    # shellcheck disable=SC2086
+    "$DPTQ" zeroshot "$model" $extra --limit "$LIMIT" --json > "$f.tmp" 2> "$f.log" || { log "FAILED: see $f.log"; return 1; }
+    mv "$f.tmp" "$f"; rm -f "$f.log"
+  done
+  python3 tools/zeroshot_table.py "$ZS" "$tag"
+}
+if [ "${RESULTS_ONLY:-}" = zeroshot ]; then zeroshot_step; exit 0; fi
+
 # 1. Trace in the QuaRot basis (the plans' metrics).
 [ -f "$TRACE" ] || { log profile; "$DPTQ" profile "$M" --calib builtin --samples 32 --seqlen 512 --rotation quarot --out "$TRACE"; }
 
@@ -133,3 +167,4 @@ done
 for pid in "${pids[@]}"; do wait "$pid"; done
 log done
 python3 tools/results_table.py "$OUT"
+zeroshot_step

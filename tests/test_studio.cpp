@@ -268,6 +268,37 @@ TEST_CASE("studio: W4A4KV4 + the Plan panel's plan gives the perplexity `dptq pp
   CHECK(gui_ppl > 20.0);  // a quantized model, not the FP one (~19)
 }
 
+TEST_CASE("studio: zero-shot in the Evaluate panel gives the accuracies `dptq zeroshot` gives") {
+  DPTQ_SKIP_UNLESS(have_xvfb(), "xvfb-run not installed (apt install xvfb xauth)");
+  DPTQ_SKIP_UNLESS(fs::exists(dptq::test::default_model()), "default model not installed (scripts/setup.sh)");
+  DPTQ_SKIP_UNLESS(fs::is_directory(dptq::test::shared_dir() / "data" / "zeroshot"), "../shared/data/zeroshot not present");
+  const fs::path dir = dptq::test::scratch_dir("studio_zeroshot");
+  const std::string model = quoted(dptq::test::default_model().string());
+  const fs::path png = dir / "studio.png";
+  const Run gui = run("xvfb-run -a " + studio() + " --model " + model +
+                      " --eval --zeroshot piqa,winogrande --zeroshot-limit 12 --focus Evaluate --frames 3 --wait-idle"
+                      " --width 1280 --height 900 --screenshot " + quoted(png.string()),
+                      dir / "gui.txt");
+  INFO(gui.output);
+  REQUIRE(gui.exit_code == 0);
+  const Run cli = run(quoted(DPTQ_CLI) + " zeroshot " + model + " --tasks piqa,winogrande --limit 12 --json", dir / "cli.txt");
+  INFO(cli.output);
+  REQUIRE(cli.exit_code == 0);
+  for (const char* task : {"piqa", "winogrande"}) {
+    CAPTURE(task);
+    const std::string marker = std::string("dptq-studio: zeroshot ") + task + " acc ";
+    const auto at = gui.output.find(marker);
+    REQUIRE(at != std::string::npos);
+    const double gui_acc = std::stod(gui.output.substr(at + marker.size()));
+    const auto t = cli.output.find(std::string("\"") + task + "\": {");
+    REQUIRE(t != std::string::npos);
+    const auto a = cli.output.find("\"acc\": ", t);
+    REQUIRE(a != std::string::npos);
+    CHECK(gui_acc == doctest::Approx(std::stod(cli.output.substr(a + 7))).epsilon(1e-6));
+  }
+  CHECK(gui.output.find("| FP | 12 items") != std::string::npos);
+}
+
 TEST_CASE("studio: a calibration run in the studio gives the plan `dptq profile` + `dptq plan` give") {
   DPTQ_SKIP_UNLESS_RENDERING();
   DPTQ_SKIP_UNLESS(fs::exists(dptq::test::default_model()), "default model not installed (scripts/setup.sh)");

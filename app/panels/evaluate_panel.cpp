@@ -1,7 +1,8 @@
 // "Evaluate" panel: perplexity of the loaded model on a text file (dptq::perplexity, the
 // GPTQ/QuaRot protocol) as it is (FP), under uniform W4A4KV4, or under W4A4KV4 with the Plan
-// panel's 8-bit blocks; a budget sweep draws the perplexity-vs-budget curve; the quantized model of
-// the last run can be saved as a real int4 checkpoint. Everything runs as cancellable background
+// panel's 8-bit blocks; a budget sweep draws the perplexity-vs-budget curve; zero-shot accuracy of
+// the same configurations on chosen tasks (dptq::evaluate_zeroshot), side by side; the quantized
+// model of the last run can be saved as a real int4 checkpoint. Everything runs as cancellable background
 // tasks. The quantized copy of the model is kept between runs: a new plan only swaps activation
 // bits (dptq::set_activation_plan), it does not quantize the weights again.
 #include <imgui.h>
@@ -23,6 +24,7 @@
 #include "dptq/error.hpp"
 #include "dptq/perplexity.hpp"
 #include "dptq/quantize.hpp"
+#include "dptq/zeroshot.hpp"
 
 namespace dptq::studio {
 namespace {
@@ -55,6 +57,20 @@ struct RunRecord {
   dptq::PerplexityResult result;
 };
 
+// What one zero-shot run measured: one configuration, the chosen tasks.
+struct ZeroShotRecord {
+  std::string config;  // "FP" or quant_summary()
+  std::string series;  // "quarot-rtn / dynamicptq"
+  int64_t limit = -1;
+  std::vector<dptq::ZeroShotResult> results;
+};
+
+// Zero-shot request of a run (empty tasks: perplexity).
+struct ZeroShotRequest {
+  std::vector<std::string> tasks;
+  int64_t limit = -1;
+};
+
 // A quantized copy of the loaded model, reused while the model and method stay the same.
 struct QuantCopy {
   std::shared_ptr<dptq::Model> model;
@@ -68,6 +84,7 @@ struct EvalSlot {
   QuantCopy quant;                 // in: the cached copy; out: the copy used
   std::mutex mu;
   std::vector<RunRecord> done;
+  std::vector<ZeroShotRecord> zs_done;
   std::atomic<int64_t> eval_start_ns{0};    // steady clock at the first forward pass of a step
   std::atomic<int64_t> expected_windows{0}; // windows each step scores
   std::atomic<int> step{0};                 // step being evaluated (0-based)
@@ -115,6 +132,13 @@ class EvaluatePanel final : public Panel {
       budgets_text_ = o.sweep_budgets;
       sweep_on_load_ = o.eval_on_load;
     }
+    zs_limit_ = static_cast<int>(o.zeroshot_limit);
+    if (!o.zeroshot_tasks.empty()) {
+      const auto& names = dptq::zeroshot_task_names();
+      for (size_t t = 0; t < names.size(); ++t)
+        zs_pick_[t] = ("," + o.zeroshot_tasks + ",").find("," + names[t] + ",") != std::string::npos;
+      zeroshot_on_load_ = o.eval_on_load;
+    }
   }
   const char* title() const override { return "Evaluate"; }
   void draw(Studio& studio) override;
@@ -129,8 +153,9 @@ class EvaluatePanel final : public Panel {
   void draw_result();
   void draw_sweep();
   void draw_export(Studio& studio);
-  void start(Studio& studio, std::vector<Step> steps, std::string series, bool sweep = false);
-  void start_single(Studio& studio);
+  void start(Studio& studio, std::vector<Step> steps, std::string series, bool sweep = false, ZeroShotRequest zs = {});
+  void start_single(Studio& studio, bool zeroshot = false);
+  void draw_zeroshot(Studio& studio);
   void start_sweep(Studio& studio);
   void start_export(Studio& studio);
   void collect();
@@ -142,6 +167,10 @@ class EvaluatePanel final : public Panel {
   int max_windows_ = -1;
   bool auto_run_ = false;
   bool sweep_on_load_ = false;  // --eval --sweep: the automatic run is a sweep
+  bool zeroshot_on_load_ = false;  // --eval --zeroshot: the automatic run is zero-shot
+  bool zs_pick_[7] = {true, true, true, true, true, true, true};  // zeroshot_task_names() order
+  int zs_limit_ = 100;
+  std::vector<ZeroShotRecord> zs_history_;
   int config_ = kFp, method_ = 0;
   std::string budgets_text_ = "0,1,2,4,8";
   FileDialog dialog_;
@@ -172,7 +201,7 @@ void EvaluatePanel::update(Studio& studio) {
     // A plan needs the trace (--trace) first: wait while it is being opened.
     const bool needs_plan = config_ == kWithPlan || sweep_on_load_;
     if (needs_plan && !studio.workspace().plan && studio.workspace().trace_coming) return;
-    if (studio.model()) sweep_on_load_ ? start_sweep(studio) : start_single(studio);
+    if (studio.model()) sweep_on_load_ ? start_sweep(studio) : start_single(studio, zeroshot_on_load_);
     auto_run_ = false;
   }
 }
@@ -186,7 +215,64 @@ void EvaluatePanel::draw(Studio& studio) {
   if (!ok_.empty()) ui::ok_text(ok_);
   draw_sweep();
   draw_result();
+  draw_zeroshot(studio);
   draw_export(studio);
+}
+
+void EvaluatePanel::draw_zeroshot(Studio& studio) {
+  ImGui::SeparatorText("Zero-shot");
+  const auto& names = dptq::zeroshot_task_names();
+  for (size_t t = 0; t < names.size(); ++t) {
+    if (t > 0) ImGui::SameLine();
+    ImGui::Checkbox(names[t].c_str(), &zs_pick_[t]);
+  }
+  ui::tooltip("lm-evaluation-harness 0.4.9's zero-shot tasks and metrics (docs/zeroshot.md), read from "
+              "../shared/data/zeroshot.");
+  ImGui::SetNextItemWidth(ImGui::GetFontSize() * 8.0f);
+  if (ImGui::InputInt("Items per task", &zs_limit_, 50, 500)) zs_limit_ = std::max(zs_limit_, -1);
+  ui::tooltip("The first N items of each task (in file order); -1 scores every item (HellaSwag alone is 10,042).");
+  if (zs_limit_ == 0) zs_limit_ = 1;
+  ImGui::SameLine();
+  const bool any = std::any_of(std::begin(zs_pick_), std::end(zs_pick_), [](bool b) { return b; });
+  ImGui::BeginDisabled(!studio.model() || studio.tasks().busy() || !any);
+  if (ImGui::Button("Run zero-shot")) start_single(studio, true);
+  ImGui::EndDisabled();
+  ui::tooltip("Scores the chosen tasks with the configuration chosen above (FP, W4A4KV4, W4A4KV4 + plan).");
+  if (zs_history_.empty()) return;
+  const ImGuiTableFlags flags = ImGuiTableFlags_Borders | ImGuiTableFlags_RowBg | ImGuiTableFlags_SizingFixedFit;
+  const int cols = int(names.size()) + 2;
+  if (ImGui::BeginTable("zeroshot", cols, flags)) {
+    ImGui::TableSetupColumn("configuration");
+    for (const auto& n : names) ImGui::TableSetupColumn(n.c_str());
+    ImGui::TableSetupColumn("average");
+    ImGui::TableHeadersRow();
+    for (const ZeroShotRecord& r : zs_history_) {
+      ImGui::TableNextRow();
+      ImGui::TableNextColumn();
+      ImGui::TextUnformatted(r.series.c_str());
+      ui::tooltip((r.config + (r.limit > 0 ? "; first " + std::to_string(r.limit) + " items per task" : "; every item")).c_str());
+      double sum = 0;
+      for (const auto& n : names) {
+        ImGui::TableNextColumn();
+        const auto it = std::find_if(r.results.begin(), r.results.end(), [&](const auto& x) { return x.task == n; });
+        if (it == r.results.end()) {
+          ImGui::TextDisabled("-");
+          continue;
+        }
+        const double v = it->has_acc_norm ? it->acc_norm : it->acc;
+        sum += v;
+        ImGui::Text("%.1f", 100 * v);
+        char tip[160];
+        std::snprintf(tip, sizeof tip, "%s %.4f ± %.4f over %lld items%s", it->has_acc_norm ? "acc_norm" : "acc", v,
+                      it->has_acc_norm ? it->acc_norm_stderr : it->acc_stderr, static_cast<long long>(it->n),
+                      it->has_ppl ? (", LAMBADA ppl " + std::to_string(it->ppl).substr(0, 6)).c_str() : "");
+        ui::tooltip(tip);
+      }
+      ImGui::TableNextColumn();
+      ImGui::Text("%.2f", 100 * sum / double(std::max<size_t>(1, r.results.size())));
+    }
+    ImGui::EndTable();
+  }
 }
 
 std::string EvaluatePanel::quant_key(const dptq::Model& model) const {
@@ -437,7 +523,7 @@ void EvaluatePanel::draw_export(Studio& studio) {
   ui::tooltip("Write the model of the last quantized run; `dptq ppl FOLDER` measures the same perplexity.");
 }
 
-void EvaluatePanel::start(Studio& studio, std::vector<Step> steps, std::string series, bool sweep) {
+void EvaluatePanel::start(Studio& studio, std::vector<Step> steps, std::string series, bool sweep, ZeroShotRequest zs) {
   auto model = studio.model();
   if (!model || steps.empty()) return;
   const int n_steps = int(steps.size());
@@ -458,8 +544,13 @@ void EvaluatePanel::start(Studio& studio, std::vector<Step> steps, std::string s
   qopts.method = kMethods[method_];
   auto task = studio.tasks().start(
       steps.size() > 1 ? "Sweeping" : "Evaluating",
-      [model, slot, opts, qopts, qkey, base, steps = std::move(steps), path = text_path_](dptq::Progress& progress) {
-        if (!slot->ids) {
+      [model, slot, opts, qopts, qkey, base, zs, steps = std::move(steps), path = text_path_](dptq::Progress& progress) {
+        std::vector<dptq::ZeroShotTask> tasks;  // read before any quantization: bad data fails fast
+        for (const std::string& t : zs.tasks) {
+          progress.set_stage("reading " + t);
+          tasks.push_back(dptq::load_zeroshot_task(dptq::default_zeroshot_dir(), t, zs.limit));
+        }
+        if (tasks.empty() && !slot->ids) {
           progress.set_stage("reading text");
           const std::string text = dptq::read_text_file(path);
           progress.throw_if_cancelled();
@@ -467,7 +558,7 @@ void EvaluatePanel::start(Studio& studio, std::vector<Step> steps, std::string s
           slot->ids = std::make_shared<const Ids>(model->tokenizer().encode(text, true));
           progress.throw_if_cancelled();
         }
-        int64_t windows = opts.seqlen > 0 ? static_cast<int64_t>(slot->ids->size()) / opts.seqlen : 0;
+        int64_t windows = opts.seqlen > 0 && slot->ids ? static_cast<int64_t>(slot->ids->size()) / opts.seqlen : 0;
         if (opts.max_windows >= 0) windows = std::min(windows, opts.max_windows);
         slot->expected_windows.store(windows);
         for (size_t i = 0; i < steps.size(); ++i) {
@@ -489,6 +580,14 @@ void EvaluatePanel::start(Studio& studio, std::vector<Step> steps, std::string s
             m = slot->quant.model.get();
             rec.config = dptq::quant_summary(*m);
           }
+          if (!tasks.empty()) {
+            slot->eval_start_ns.store(now_ns());  // the bar shows items of the current task
+            ZeroShotRecord z{rec.config, rec.series, zs.limit, {}};
+            for (const dptq::ZeroShotTask& t : tasks) z.results.push_back(dptq::evaluate_zeroshot(*m, t, {}, &progress));
+            std::lock_guard lock(slot->mu);
+            slot->zs_done.push_back(std::move(z));
+            continue;
+          }
           progress.set_stage("scoring");
           slot->eval_start_ns.store(now_ns());
           rec.result = dptq::perplexity(*m, *slot->ids, opts, &progress);
@@ -508,7 +607,7 @@ void EvaluatePanel::start(Studio& studio, std::vector<Step> steps, std::string s
 }
 
 // One evaluation of the chosen configuration.
-void EvaluatePanel::start_single(Studio& studio) {
+void EvaluatePanel::start_single(Studio& studio, bool zeroshot) {
   auto model = studio.model();
   if (!model) return;
   const auto& plan = studio.workspace().plan;
@@ -531,8 +630,17 @@ void EvaluatePanel::start_single(Studio& studio) {
     s.plan = *plan;
     s.budget = s.plan->n_selected();
   }
+  ZeroShotRequest zs;
+  if (zeroshot) {
+    const auto& names = dptq::zeroshot_task_names();
+    for (size_t t = 0; t < names.size(); ++t)
+      if (zs_pick_[t]) zs.tasks.push_back(names[t]);
+    zs.limit = zs_limit_;
+  }
   start(studio, {std::move(s)}, config_ == kFp ? "FP" : std::string(kMethods[method_]) + " / " +
-                                 (config_ == kWithPlan ? plan->policy.name : "uniform"));
+                                 (config_ == kWithPlan ? plan->policy.name + (zeroshot ? " k=" + std::to_string(plan->n_selected()) : "")
+                                                           : "uniform"),
+        false, std::move(zs));
 }
 
 void EvaluatePanel::start_sweep(Studio& studio) {
@@ -619,6 +727,14 @@ void EvaluatePanel::collect() {
       history_.push_back(std::move(r));
     }
     slot_->done.clear();
+    for (ZeroShotRecord& z : slot_->zs_done) {
+      for (const dptq::ZeroShotResult& r : z.results)  // one line per task on stderr, for scripted runs
+        std::fprintf(stderr, "dptq-studio: zeroshot %s acc %.6f acc_norm %s | %s | %lld items\n", r.task.c_str(), r.acc,
+                     r.has_acc_norm ? std::to_string(r.acc_norm).c_str() : "-", z.config.c_str(),
+                     static_cast<long long>(r.n));
+      zs_history_.push_back(std::move(z));
+    }
+    slot_->zs_done.clear();
   }
   if (!task_->finished()) return;
   if (exporting_) {
