@@ -75,15 +75,7 @@ std::string sha256_of_ids(std::span<const int32_t> ids) {
   return hash.hex_digest();
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const dptq::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using dptq::test::error_of;
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;

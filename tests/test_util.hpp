@@ -9,7 +9,20 @@
 #include <string>
 #include <vector>
 
+#include "dptq/error.hpp"
+
 namespace dptq::test {
+
+// The message of the dptq::Error that `f` throws ("" when it throws none).
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const dptq::Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 inline std::filesystem::path tests_dir() { return DPTQ_TESTS_DIR; }
 inline std::filesystem::path shared_dir() { return DPTQ_SHARED_DIR; }

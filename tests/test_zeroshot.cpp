@@ -30,15 +30,7 @@ void write(const fs::path& p, const std::string& s) {
   std::ofstream(p, std::ios::binary) << s;
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const dptq::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using dptq::test::error_of;
 
 // Sum of log p(continuation) with one ordinary causal forward over context + continuation.
 dptq::ChoiceScore direct_score(const dptq::Model& m, const std::vector<int32_t>& ctx, const std::vector<int32_t>& cont) {

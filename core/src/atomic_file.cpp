@@ -11,6 +11,9 @@
 
 #include "dptq/error.hpp"
 
+#include <fstream>
+#include <sstream>
+
 namespace dptq {
 namespace {
 std::string errno_text() { return std::strerror(errno); }
@@ -87,6 +90,17 @@ int remove_stale_temps(const std::filesystem::path& target_in) noexcept {
     if (fs::remove_all(it->path(), rm) > 0 && !rm) ++removed;
   }
   return removed;
+}
+
+std::string read_file_bytes(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error(ErrorKind::Io, path.string(), "cannot read: is a folder");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(ErrorKind::Io, path.string(), "cannot open");
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) throw Error(ErrorKind::Io, path.string(), "read failed");
+  return buffer.str();
 }
 
 }  // namespace dptq

@@ -10,6 +10,7 @@
 #include <optional>
 #include <sstream>
 
+#include "dptq/atomic_file.hpp"
 #include "dptq/error.hpp"
 #include "dptq/tokenizer.hpp"
 
@@ -247,17 +248,9 @@ class SentencePieceTokenizer final : public Tokenizer {
 // ---------------------------------------------------------------------------------------------
 // HF folder
 
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorKind::Io, path.string(), "cannot open");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) throw Error(ErrorKind::Io, path.string(), "read failed");
-  return buffer.str();
-}
 
 json read_json(const fs::path& path) {
-  const std::string text = read_bytes(path);
+  const std::string text = read_file_bytes(path);
   try {
     return json::parse(text);
   } catch (const json::exception& e) {
@@ -450,7 +443,7 @@ TokenizerSpec spm_spec_from_model(const fs::path& path) {
   TokenizerSpec spec;
   spec.kind = TokenizerSpec::Kind::SentencePiece;
   spec.source = path.string();
-  spec.spm_model = read_bytes(path);
+  spec.spm_model = read_file_bytes(path);
   sentencepiece::SentencePieceProcessor sp;
   load_processor(sp, spec.spm_model, spec.source);
   const int32_t size = sp.GetPieceSize();

@@ -1164,6 +1164,9 @@ Trace read_isolated(const fs::path& path, bool legacy, double timeout_s) {
   }
   if (pid == 0) {  // child: only HDF5, the trace code and the pipe
     ::close(fds[0]);
+    // A crash here is the file's doing: die by the signal (the parent reports it) instead of
+    // running handlers inherited from the caller (a crash reporter, a fuzzer's artifact writer).
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::signal(sig, SIG_DFL);
     int code = 0;
     try {
       const Trace t = read_trace_file(path, legacy);

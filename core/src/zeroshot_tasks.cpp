@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "dptq/atomic_file.hpp"
 #include "dptq/error.hpp"
 #include "dptq/tokenizer.hpp"
 #include "dptq/zeroshot.hpp"
@@ -18,16 +19,7 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string read_file(const fs::path& p) {
-  std::error_code ec;
-  if (fs::is_directory(p, ec)) throw Error(ErrorKind::Io, p.string(), "cannot read: is a folder");
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw Error(ErrorKind::Io, p.string(), "cannot open (missing task file?)");
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (in.bad()) throw Error(ErrorKind::Io, p.string(), "read failed");
-  return s.str();
-}
+std::string read_file(const fs::path& p) { return read_file_bytes(p); }
 
 std::string bunzip2(const std::string& data, const fs::path& p) {
   bz_stream bz{};

@@ -146,6 +146,14 @@ def case(reader, what):
     return register
 
 
+def regression(reader, what, name, command):
+    """A case replaying fuzz/regressions/NAME with `dptq COMMAND FILE`."""
+    @case(reader, what)
+    def _(tmp, model):
+        p = ROOT / "fuzz" / "regressions" / name
+        return [command, str(p)], p
+
+
 def text_file(tmp, content=b"The quick brown fox jumps over the lazy dog. " * 40):
     p = tmp / "text.txt"
     p.write_bytes(content)
@@ -249,16 +257,10 @@ def _(tmp, model):
     return ppl(p, tmp), p
 
 
-@case("GGUF", "tensor dimensions whose product overflows int64 (a fuzz_gguf crash, fixed)")
-def _(tmp, model):
-    p = ROOT / "fuzz" / "regressions" / "gguf" / "numel_overflow.gguf"
-    return ["info", str(p)], p
+regression("GGUF", "tensor dimensions whose product overflows int64 (a fuzz_gguf crash, fixed)", "gguf/numel_overflow.gguf", "info")
 
 
-@case("GGUF", "lying metadata array count (a fuzz_gguf out-of-memory, fixed)")
-def _(tmp, model):
-    p = ROOT / "fuzz" / "regressions" / "gguf" / "array_count_oom.gguf"
-    return ["info", str(p)], p
+regression("GGUF", "lying metadata array count (a fuzz_gguf out-of-memory, fixed)", "gguf/array_count_oom.gguf", "info")
 
 
 @case("GGUF", "a directory named like the model file")
@@ -531,10 +533,8 @@ def _(tmp, model):
 
 
 for _name, _what in [("h5hg_read_segv", "SEGV"), ("h5hg_global_heap_loop_1", "endless loop")]:
-    @case("trace", f"global heap that made HDF5 1.10 {_what} (fuzz_trace; refused before any string read)")
-    def _(tmp, model, _name=_name):
-        p = ROOT / "fuzz" / "regressions" / "trace" / f"{_name}.h5"
-        return ["report", str(p)], p
+    regression("trace", f"global heap that made HDF5 1.10 {_what} (fuzz_trace; refused before any string read)",
+               f"trace/{_name}.h5", "report")
 
     @case("trace-upgrade", f"the same file converted: HDF5 {_what} contained in a child process")
     def _(tmp, model, _name=_name):
@@ -542,28 +542,16 @@ for _name, _what in [("h5hg_read_segv", "SEGV"), ("h5hg_global_heap_loop_1", "en
         return ["trace-upgrade", str(p), "--out", str(tmp / "up.h5"), "--timeout", "10"], p
 
 
-@case("trace", "object header that makes HDF5 1.10 read past a buffer (fuzz_trace; read in a child process)")
-def _(tmp, model):
-    p = ROOT / "fuzz" / "regressions" / "trace" / "h5o_attr_message_overflow.h5"
-    return ["report", str(p)], p
+regression("trace", "object header that makes HDF5 1.10 read past a buffer (fuzz_trace; read in a child process)", "trace/h5o_attr_message_overflow.h5", "report")
 
 
-@case("trace", "object header that makes HDF5 1.10 segfault (fuzz_trace; the reading child dies, dptq does not)")
-def _(tmp, model):
-    p = ROOT / "fuzz" / "regressions" / "trace" / "h5o_attr_exists_segv.h5"
-    return ["report", str(p)], p
+regression("trace", "object header that makes HDF5 1.10 segfault (fuzz_trace; the reading child dies, dptq does not)", "trace/h5o_attr_exists_segv.h5", "report")
 
 
-@case("trace", "corrupt string data (a fuzz_trace leak, fixed)")
-def _(tmp, model):
-    p = ROOT / "fuzz" / "regressions" / "trace" / "vlen_read_leak.h5"
-    return ["report", str(p)], p
+regression("trace", "corrupt string data (a fuzz_trace leak, fixed)", "trace/vlen_read_leak.h5", "report")
 
 
-@case("trace", "a header asking for 1.4 PB (a fuzz_trace crash under ASan, fixed)")
-def _(tmp, model):
-    p = ROOT / "fuzz" / "regressions" / "trace" / "huge_allocation.h5"
-    return ["report", str(p)], p
+regression("trace", "a header asking for 1.4 PB (a fuzz_trace crash under ASan, fixed)", "trace/huge_allocation.h5", "report")
 
 
 @case("trace", "missing file")

@@ -48,4 +48,7 @@ int remove_stale_temps(const std::filesystem::path& target) noexcept;
 // moment for a crash.
 void failpoint(const char* name) noexcept;
 
+// A whole file as bytes; Error(Io) naming it for a folder, a missing or an unreadable file.
+std::string read_file_bytes(const std::filesystem::path& path);
+
 }  // namespace dptq
