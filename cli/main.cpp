@@ -296,7 +296,11 @@ int cmd_zeroshot(const std::string& model_path, ZeroShotArgs za, const std::stri
   if (za.tasks.empty()) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--tasks is empty");
   if (!za.per_item.empty()) check_output_file(za.per_item);
   const fs::path root = za.data_dir.empty() ? dptq::default_zeroshot_dir() : fs::path(za.data_dir);
-  // Every task is read (and every record checked) before the model loads.
+  // Every name is checked, then every task read (and every record checked), before the model loads.
+  const auto& known = dptq::zeroshot_task_names();
+  for (const std::string& t : za.tasks)
+    if (std::find(known.begin(), known.end(), t) == known.end())
+      (void)dptq::load_zeroshot_task(fs::path(), t);  // throws: unknown task, listing the known ones
   std::vector<dptq::ZeroShotTask> tasks;
   for (const std::string& t : za.tasks) tasks.push_back(dptq::load_zeroshot_task(root, t, za.limit));
   const dptq::ModelInfo info = dptq::inspect_model(model_path);

@@ -675,6 +675,42 @@ def _(tmp, model):
     return ppl(c, tmp), p
 
 
+# ---------------------------------------------------------------- zero-shot task data
+def zeroshot(tmp, *args):
+    return ["zeroshot", str(TINY / "llama2_spm"), "--data", str(tmp / "zs"), *args]
+
+
+@case("zero-shot data", "missing task folder")
+def _(tmp, model):
+    (tmp / "zs").mkdir()
+    return zeroshot(tmp, "--tasks", "piqa"), tmp / "zs" / "piqa"
+
+
+@case("zero-shot data", "malformed JSONL line (names file and line)")
+def _(tmp, model):
+    d = tmp / "zs" / "piqa"
+    d.mkdir(parents=True)
+    (d / "valid.jsonl").write_text('{"goal": "g", "sol1": "a", "sol2": "b"}\n{"goal": "g", "sol1": \n')
+    (d / "valid-labels.lst").write_text("0\n1\n")
+    return zeroshot(tmp, "--tasks", "piqa"), "valid.jsonl: line 2"
+
+
+@case("zero-shot data", "unknown task name")
+def _(tmp, model):
+    (tmp / "zs").mkdir()
+    return zeroshot(tmp, "--tasks", "piqa,trivia"), "unknown task 'trivia'"
+
+
+@case("zero-shot data", "truncated HellaSwag bzip2 file")
+def _(tmp, model):
+    d = tmp / "zs" / "hellaswag"
+    d.mkdir(parents=True)
+    src = ROOT.parent / "shared" / "data" / "zeroshot" / "hellaswag" / "hellaswag_val_full.txt.bz2"
+    data = src.read_bytes()[:5000] if src.exists() else b"BZh91AY&SY" + bytes(100)
+    (d / "hellaswag_val_full.txt.bz2").write_bytes(data)
+    return zeroshot(tmp, "--tasks", "hellaswag"), d / "hellaswag_val_full.txt.bz2"
+
+
 # ---------------------------------------------------------------- runner
 DPTQ = None
 
