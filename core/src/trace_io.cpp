@@ -1167,6 +1167,7 @@ Trace read_isolated(const fs::path& path, bool legacy, double timeout_s) {
     // A crash here is the file's doing: die by the signal (the parent reports it) instead of
     // running handlers inherited from the caller (a crash reporter, a fuzzer's artifact writer).
     for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::signal(sig, SIG_DFL);
+    ::unsetenv("DPTQ_FAILPOINT");  // the copy is the child's own business, not the caller's write
     int code = 0;
     try {
       const Trace t = read_trace_file(path, legacy);

@@ -88,7 +88,7 @@ def writers(work, trace):
     ]
     if A.studio:
         w.append(("studio export (plan, trace, PNGs)",
-                  lambda o: [A.studio, "--no-autoload", "--trace", str(trace), "--export", str(o), "--frames", "8",
+                  lambda o: [A.studio, "--no-autoload", "--trace", str(trace), "--export", str(o), "--frames", "8", "--wait-idle",
                              "--width", "800", "--height", "600"],
                   work / "export", complete_export))
     return w
