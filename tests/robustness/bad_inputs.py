@@ -613,7 +613,7 @@ def _(tmp, model):
 
 @case("ppl command", "--seqlen 0")
 def _(tmp, model):
-    return ppl(TINY / "llama2_spm", tmp, "--seqlen", "0"), "--seqlen"
+    return ["ppl", str(TINY / "llama2_spm"), "--text", str(text_file(tmp)), "--seqlen", "0"], "--seqlen"
 
 
 @case("ppl command", "unknown --method")
