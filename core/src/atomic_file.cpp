@@ -92,11 +92,12 @@ int remove_stale_temps(const std::filesystem::path& target_in) noexcept {
   return removed;
 }
 
-std::string read_file_bytes(const std::filesystem::path& path) {
+std::string read_file_bytes(const std::filesystem::path& path, const char* kind) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw Error(ErrorKind::Io, path.string(), "cannot read: is a folder");
+  if (std::filesystem::is_directory(path, ec))
+    throw Error(ErrorKind::Io, path.string(), kind ? std::string("is a directory, expected a ") + kind : "cannot read: is a folder");
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorKind::Io, path.string(), "cannot open");
+  if (!in) throw Error(ErrorKind::Io, path.string(), kind ? std::string("cannot open ") + kind : "cannot open");
   std::ostringstream buffer;
   buffer << in.rdbuf();
   if (in.bad()) throw Error(ErrorKind::Io, path.string(), "read failed");

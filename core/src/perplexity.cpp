@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "dptq/atomic_file.hpp"
 #include "dptq/error.hpp"
 #include "dptq/model_torch.hpp"
 #include "dptq/tokenizer.hpp"
@@ -17,14 +18,7 @@
 namespace dptq {
 
 std::string read_text_file(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw Error(ErrorKind::Io, path.string(), "is a directory, expected a text file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorKind::Io, path.string(), "cannot open text file");
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (in.bad()) throw Error(ErrorKind::Io, path.string(), "read failed");
-  std::string text = s.str();
+  std::string text = read_file_bytes(path, "text file");
   if (const size_t bad = first_invalid_utf8(text); bad != std::string::npos) {
     const int64_t line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n');
     char byte[8];

@@ -48,7 +48,8 @@ int remove_stale_temps(const std::filesystem::path& target) noexcept;
 // moment for a crash.
 void failpoint(const char* name) noexcept;
 
-// A whole file as bytes; Error(Io) naming it for a folder, a missing or an unreadable file.
-std::string read_file_bytes(const std::filesystem::path& path);
+// A whole file as bytes; Error(Io) naming it for a folder, a missing or an unreadable file
+// (`kind`, e.g. "text file", names what was expected in the message).
+std::string read_file_bytes(const std::filesystem::path& path, const char* kind = nullptr);
 
 }  // namespace dptq
