@@ -36,14 +36,20 @@ zeroshot_step() {
       runs+=("quarot-rtn_${p}_k$k $CK/quarot-rtn --plan $plan")
     done
   done
+  # One file per configuration and task (NAME_TASK_TAG.json), so a long run resumes per task;
+  # tools/zeroshot_table.py also reads the older one-file-per-configuration NAME_TAG.json.
   for r in "${runs[@]}"; do
     read -r name model extra <<< "$r"
-    local f=$ZS/${name}_$tag.json
-    [ -f "$f" ] && continue
-    log "zeroshot $name ($tag)"
-    # shellcheck disable=SC2086
-    "$DPTQ" zeroshot "$model" $extra --limit "$LIMIT" --json > "$f.tmp" 2> "$f.log" || { log "FAILED: see $f.log"; return 1; }
-    mv "$f.tmp" "$f"; rm -f "$f.log"
+    [ -f "$ZS/${name}_$tag.json" ] && continue
+    for task in piqa arc_easy arc_challenge winogrande lambada boolq hellaswag; do
+      local f=$ZS/${name}_${task}_$tag.json
+      [ -f "$f" ] && continue
+      log "zeroshot $name $task ($tag)"
+      # shellcheck disable=SC2086
+      "$DPTQ" zeroshot "$model" $extra --tasks "$task" --limit "$LIMIT" --json > "$f.tmp" 2> "$f.log" ||
+        { log "FAILED: see $f.log"; return 1; }
+      mv "$f.tmp" "$f"; rm -f "$f.log"
+    done
   done
   python3 tools/zeroshot_table.py "$ZS" "$tag"
 }

@@ -79,5 +79,6 @@ measure quarot-rtn_wikitext_8x2048 --method quarot-rtn --calib "$W" --sequential
 # 4. The same for QuaRot-GPTQ (blocks only).
 measure quarot-gptq_builtin_8x512 --method quarot-gptq --calib builtin --windows 8 --seqlen 512 --seed 1 --blocks-only
 sweep sweep_quarot-gptq_new quarot-gptq dynamicptq,measured
+sweep sweep_quarot-gptq_baselines quarot-gptq dynamicptq-jr,first-last
 measure quarot-gptq_wikitext_8x2048 --method quarot-gptq --calib "$W" --sequential --windows 8 --seqlen 2048 --blocks-only
 log "done: $OUT"

@@ -14,25 +14,45 @@ ORDER = ["fp", "rtn", "quarot-rtn", "quarot-gptq", "quarot-rtn_first-last_k4", "
 TASKS = ["piqa", "arc_easy", "arc_challenge", "winogrande", "lambada", "boolq", "hellaswag"]
 
 
+def load(root, name, tag):
+    """NAME_TAG.json (all tasks in one file), else the per-task files NAME_TASK_TAG.json merged;
+    the average only when all seven tasks are there."""
+    whole = root / f"{name}_{tag}.json"
+    if whole.exists():
+        return json.loads(whole.read_text())
+    tasks = {}
+    for t in TASKS:
+        f = root / f"{name}_{t}_{tag}.json"
+        if f.exists():
+            tasks[t] = json.loads(f.read_text())["tasks"][t]
+    if not tasks:
+        return None
+    avg = sum(v["headline"] for v in tasks.values()) / len(tasks) if len(tasks) == len(TASKS) else None
+    return {"tasks": tasks, "average": avg}
+
+
 def main():
     root, tag = pathlib.Path(sys.argv[1]), sys.argv[2]
-    rows = [(n, json.loads((root / f"{n}_{tag}.json").read_text())) for n in ORDER if (root / f"{n}_{tag}.json").exists()]
+    rows = [(n, d) for n in ORDER if (d := load(root, n, tag))]
     if not rows:
         sys.exit(f"zeroshot_table: no {root}/*_{tag}.json")
-    n = {t: rows[0][1]["tasks"][t]["n"] for t in TASKS if t in rows[0][1]["tasks"]}
-    print("| configuration | " + " | ".join(f"{t} ({'acc_norm' if rows[0][1]['tasks'][t]['acc_norm'] is not None else 'acc'}, n={n[t]})" for t in n)
+    first = {t: d["tasks"][t] for _, d in rows for t in TASKS if t in d["tasks"]}
+    n = {t: first[t]["n"] for t in TASKS if t in first}
+    print("| configuration | " + " | ".join(f"{t} ({'acc_norm' if first[t]['acc_norm'] is not None else 'acc'}, n={n[t]})" for t in n)
           + " | lambada ppl | average |")
     print("|---" * (len(n) + 3) + "|")
     for name, d in rows:
-        cells = [f"{100 * d['tasks'][t]['headline']:.1f}" for t in n]
+        cells = [f"{100 * d['tasks'][t]['headline']:.1f}" if t in d["tasks"] else "–" for t in n]
         ppl = d["tasks"].get("lambada", {}).get("ppl")
-        print(f"| {name} | " + " | ".join(cells) + f" | {ppl:.2f} | **{100 * d['average']:.2f}** |" if ppl else " | - |")
+        avg = f"**{100 * d['average']:.2f}**" if d["average"] is not None else "–"
+        print(f"| {name} | " + " | ".join(cells) + f" | {f'{ppl:.2f}' if ppl else '–'} | {avg} |")
     print()
     print("| configuration | " + " | ".join(n) + " | total |")
     print("|---" * (len(n) + 2) + "|")
     for name, d in rows:
-        secs = [d["tasks"][t]["seconds"] for t in n]
-        print(f"| {name} | " + " | ".join(f"{s:.0f} s" for s in secs) + f" | {sum(secs) / 60:.1f} min |")
+        secs = [d["tasks"][t]["seconds"] if t in d["tasks"] else None for t in n]
+        print(f"| {name} | " + " | ".join(f"{s:.0f} s" if s is not None else "–" for s in secs)
+              + f" | {sum(s for s in secs if s is not None) / 60:.1f} min |")
 
 
 if __name__ == "__main__":
