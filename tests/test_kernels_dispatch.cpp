@@ -5,6 +5,7 @@
 
 #include "dptq/device_ops.hpp"
 #include "dptq/error.hpp"
+#include "dptq/model_torch.hpp"
 #include "dptq/quant.hpp"
 #include "dptq/rotation.hpp"
 #include "kernel_test_util.hpp"
@@ -37,8 +38,43 @@ TEST_CASE("device_ops on CPU tensors: the CPU reference") {
   CHECK_THROWS_AS(ops::hadamard_rotate(at::randn({2, 8}), at::ones({4}), 1.0), dptq::Error);
 }
 
+TEST_CASE("the engine's random Hadamard rotations are hadamard_rotate's transform") {
+  // Rotation::apply sends CUDA tensors of kind random_hadamard to hadamard_rotate (the fwht
+  // kernel): its CPU reference must be the same matrix as the factored GEMMs the CPU runs, for
+  // every shape the default and synthetic models use (pure Sylvester, Paley bases, a > 1).
+  for (int64_t n : {64, 576, 960, 1536, 2048}) {
+    CAPTURE(n);
+    const dptq::Rotation r = dptq::make_random_rotation(n, 7);
+    REQUIRE(r.kind == "random_hadamard");
+    const at::Tensor x = at::randn({6, n});
+    const at::Tensor want = r.apply(x);
+    const at::Tensor got = ops::hadamard_rotate(x, r.signs, r.scale);
+    CHECK(at::allclose(got, want, 1e-5, 1e-5));
+    // and a wrong sign vector is caught: the comparison can fail
+    CHECK_FALSE(at::allclose(ops::hadamard_rotate(x, -r.signs, r.scale), want, 1e-5, 1e-5));
+  }
+}
+
+TEST_CASE("dptq::fake_quant is the dispatching quantizer") {
+  // CPU tensors: device_ops::fake_quant_on_device declines, the CPU reference runs.
+  const at::Tensor x = at::randn({4, 40});
+  at::Tensor y;
+  CHECK_FALSE(ops::fake_quant_on_device(x, dptq::ActQuantConfig{4, true, 0.9, 0}, y));
+  CHECK_FALSE(y.defined());
+}
+
 TEST_CASE("device_ops on CUDA tensors: the kernels equal the CPU path bit for bit" * doctest::test_suite("gpu")) {
   DPTQ_SKIP_UNLESS_GPU();
+  {  // the forward pass's entries: Rotation::apply and dptq::fake_quant on CUDA tensors
+    const dptq::Rotation r = dptq::make_random_rotation(576, 5);
+    const at::Tensor x = at::randn({9, 576});
+    const at::Tensor want = r.apply(x);
+    const at::Tensor got = r.to(at::kCUDA, at::kFloat).apply(x.cuda());
+    CHECK(got.is_cuda());
+    CHECK(at::allclose(got.cpu(), want, 1e-5, 1e-5));
+    const dptq::ActQuantConfig cfg{4, true, 0.9, 0};
+    CHECK(at::equal(dptq::fake_quant(x.cuda(), cfg).cpu(), dptq::fake_quant(x, cfg)));
+  }
   at::manual_seed(4);
   for (auto dtype : {at::kFloat, at::kHalf, at::kBFloat16}) {
     for (int64_t cols : {1, 63, 576, 1536}) {

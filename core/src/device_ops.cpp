@@ -50,7 +50,7 @@ bool cuda_kernels_built() {
 #endif
 }
 
-at::Tensor fake_quant(const at::Tensor& x, const ActQuantConfig& cfg) {
+bool fake_quant_on_device(const at::Tensor& x, const ActQuantConfig& cfg, at::Tensor& y) {
 #if defined(DPTQ_HAVE_CUDA)
   kmath::DType dt;
   if (x.is_cuda() && kernel_dtype(x, dt) && x.dim() >= 1) {
@@ -58,14 +58,21 @@ at::Tensor fake_quant(const at::Tensor& x, const ActQuantConfig& cfg) {
     const kmath::ActQuantConfig k = to_kmath(cfg, cols);
     const c10::cuda::CUDAGuard guard(x.device());
     const at::Tensor xc = x.contiguous();
-    at::Tensor y = at::empty_like(xc);
-    cuda::act_fake_quant(xc.data_ptr(), cols, y.data_ptr(), cols, rows, cols, dt, k, nullptr, 0, nullptr, nullptr,
-                         c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
-    return y;
+    y = at::empty_like(xc);
+    if (rows > 0)
+      cuda::act_fake_quant(xc.data_ptr(), cols, y.data_ptr(), cols, rows, cols, dt, k, nullptr, 0, nullptr, nullptr,
+                           c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+    return true;
   }
+#else
+  (void)x, (void)cfg, (void)y;
 #endif
-  return dptq::fake_quant(x, cfg);
+  return false;
 }
+
+// dptq::fake_quant itself dispatches (quant.cpp): CUDA tensors of a kernel dtype reach
+// fake_quant_on_device, the rest the CPU reference.
+at::Tensor fake_quant(const at::Tensor& x, const ActQuantConfig& cfg) { return dptq::fake_quant(x, cfg); }
 
 at::Tensor hadamard_rotate(const at::Tensor& x, const at::Tensor& sign, double scale) {
   if (x.dim() < 1) throw Error(ErrorKind::InvalidArgument, "", "hadamard_rotate: x has no last dimension");

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 
+#include "dptq/device_ops.hpp"
 #include "dptq/error.hpp"
 #include "dptq/model_torch.hpp"
 #include "dptq/op_times.hpp"
@@ -133,6 +134,10 @@ at::Tensor Rotation::apply(const at::Tensor& x) const {
   const int64_t n = size(), b = B.size(0), a = n / b;
   if (x.size(-1) != n)
     throw Error(ErrorKind::Shape, "", "rotation of order " + std::to_string(n) + " applied to rows of " + std::to_string(x.size(-1)));
+  // CUDA: the fast Walsh-Hadamard kernel (fp32 math, one rounding to x's dtype) for the random
+  // Hadamard rotations — the same diag(s)·(S_a ⊗ H_m)·scale as the factored GEMMs below.
+  if (x.is_cuda() && kind == "random_hadamard" && device_ops::cuda_kernels_built())
+    return device_ops::hadamard_rotate(x, signs, scale);
   const auto sizes = x.sizes().vec();
   // Plain 2-D GEMMs (batched tiny matmuls are far slower on CPU): X·B on rows of b, then Aᵀ·X as
   // (Xᵀ·A)ᵀ on the transposed [N, b, a] view.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "dptq/device_ops.hpp"
 #include "dptq/error.hpp"
 #include "dptq/kernels/quant_math.hpp"
 
@@ -58,6 +59,7 @@ at::Tensor quant_codes(const at::Tensor& x, const ActQuantConfig& cfg) {
 }
 
 at::Tensor fake_quant(const at::Tensor& x, const ActQuantConfig& cfg) {
+  if (at::Tensor y; x.is_cuda() && device_ops::fake_quant_on_device(x, cfg, y)) return y;  // the kernel
   return per_group<float>(x, cfg, at::kFloat, [](const float* xs, float* ys, kmath::QuantParams p, int64_t g, const kmath::ActQuantConfig& k) {
     for (int64_t c = 0; c < g; ++c) ys[c] = kmath::dequant(kmath::quant_code(xs[c], p, k.bits, k.sym), p);
   }).to(x.device(), x.scalar_type());

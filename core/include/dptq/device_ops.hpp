@@ -9,7 +9,8 @@
 //   hadamard_rotate      x · diag(sign) · H_n · scale along the last dimension (fwht_math.hpp),
 //                        H_n the core's hadamard_matrix(n)
 //
-// Not yet called by the forward pass or the profiler (issue 15, docs/kernels.md "Still to do").
+// Called by dptq::fake_quant (every activation and KV quantizer) and Rotation::apply (QuaRot's
+// online Hadamard rotations) for CUDA tensors; see docs/kernels.md for what else dispatches.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -20,8 +21,12 @@ namespace dptq::device_ops {
 bool cuda_kernels_built();
 
 // Same shape, dtype and device as x. fp32 / fp16 / bf16 CUDA tensors run cuda::act_fake_quant on
-// the current stream; everything else dptq::fake_quant.
+// the current stream; everything else the CPU reference. dptq::fake_quant (quant.hpp) is the same
+// function: every quantizer of the forward pass (activations, KV cache) goes through it.
 at::Tensor fake_quant(const at::Tensor& x, const ActQuantConfig& cfg);
+// The CUDA half: true and y set when x is a CUDA tensor the kernel takes (and this build has the
+// kernels), false otherwise (y untouched).
+bool fake_quant_on_device(const at::Tensor& x, const ActQuantConfig& cfg, at::Tensor& y);
 
 // y = (x ⊙ sign) · H_n · scale over the last dimension n (sign: [n] of ±1, or undefined). Same
 // shape, dtype and device as x. CUDA: cuda::fwht (fp32 math, rounded once to x's dtype); CPU:
