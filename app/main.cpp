@@ -98,6 +98,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cli.add_option("--text", options.text_path, "Text file for the Evaluate panel")->capture_default_str();
   cli.add_flag("--no-autoload", no_autoload, "Do not load the model at start");
+  cli.add_option("--device", options.device, "Where the model runs: cpu, cuda (fp32 on CPU, bf16 on CUDA) or auto")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cli.add_flag("--eval", options.eval_on_load, "Run the evaluation as soon as the model is loaded");
   cli.add_option("--eval-config", options.eval_config,
                  "Evaluate panel: fp (as loaded), w4a4kv4 (uniform) or plan (W4A4KV4 + the Plan panel's plan)")

@@ -119,11 +119,14 @@ bool Studio::busy() const {
   return false;
 }
 
-bool Studio::load_model(const std::string& path) {
+bool Studio::load_model(const std::string& path, const std::string& device) {
   auto slot = std::make_shared<std::optional<dptq::Model>>();
-  auto task = tasks_.start("Loading model", [slot, path](dptq::Progress& progress) {
-    progress.set_stage("reading " + path);
-    slot->emplace(dptq::load_model(path));
+  const std::string dev = device.empty() ? options_.device : device;
+  auto task = tasks_.start("Loading model", [slot, path, dev](dptq::Progress& progress) {
+    progress.set_stage("reading " + path + " (device " + dev + ")");
+    dptq::LoadOptions lo;
+    lo.device = dptq::parse_device(dev);  // cuda without a device: the task fails with one line
+    slot->emplace(dptq::load_model(path, lo));
   });
   if (!task) {
     model_.load_error = "busy: wait for the running task to finish (or cancel it) before loading";
@@ -155,6 +158,8 @@ void Studio::poll_model_load() {
       break;
     default:
       model_.load_error = model_.load_task->error();
+      // Also on stderr, for headless runs (--frames): the same line the Model panel shows.
+      std::fprintf(stderr, "dptq-studio: loading %s failed: %s\n", model_.load_path.c_str(), model_.load_error.c_str());
       break;
   }
   pending_model_.reset();

@@ -51,6 +51,7 @@ struct Options {
   bool calibrate_on_load = false;  // --calibrate: profile the model as soon as it is loaded
   int64_t calib_windows = 32;      // Calibration panel defaults
   int64_t calib_seqlen = 512;
+  std::string device = "cpu";      // --device: cpu | cuda | auto (fp32 on CPU, bf16 on CUDA)
   std::string plan_policy = "dynamicptq";  // Plan panel defaults
   int plan_budget = 4;
 };
@@ -189,7 +190,8 @@ class Studio {
 
   // Loads a GGUF file or HF folder in the background; the result replaces the current model.
   // Returns false (and records why in model_slot().load_error) when another task is running.
-  bool load_model(const std::string& path);
+  // Loads on `device` ("cpu" | "cuda" | "auto"; empty: the --device option).
+  bool load_model(const std::string& path, const std::string& device = "");
 
   // A background task runs or a panel is about to start one.
   bool busy() const;

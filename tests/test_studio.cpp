@@ -177,6 +177,21 @@ TEST_CASE("studio: a model path that does not exist shows the error and exits 0"
   CHECK(img.count_reddish() > 200);
 }
 
+TEST_CASE("studio: --device cuda without a usable GPU shows why in the Model panel and exits 0") {
+  DPTQ_SKIP_UNLESS_RENDERING();
+  DPTQ_SKIP_UNLESS(std::system("nvidia-smi -L > /dev/null 2>&1") != 0, "a GPU is present: --device cuda would load");
+  DPTQ_SKIP_UNLESS(fs::exists(dptq::test::default_model()), "default model not installed (scripts/setup.sh)");
+  const fs::path dir = dptq::test::scratch_dir("studio_device_cuda");
+  const fs::path png = dir / "studio.png";
+  const Run r = run("xvfb-run -a " + studio() + " --model '" + dptq::test::default_model().string() +
+                    "' --device cuda --frames 5 --wait-idle --width 900 --height 600 --screenshot '" + png.string() + "'",
+                    dir / "log.txt");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("no CUDA device is available") != std::string::npos);
+  CHECK(load_png(png).count_reddish() > 200);  // the message, in red, in the Model panel
+}
+
 namespace {
 fs::path committed_trace() { return dptq::test::tests_dir() / ".." / "traces" / "smollm2-135m_quarot_32x512.h5"; }
 }  // namespace

@@ -571,7 +571,7 @@ void EvaluatePanel::start(Studio& studio, std::vector<Step> steps, std::string s
           if (s.config != kFp) {
             if (!slot->quant.model) {  // first quantized run with this model and method
               progress.set_stage("loading a copy to quantize");
-              auto copy = std::make_shared<dptq::Model>(dptq::load_model(model->info().path));
+              auto copy = std::make_shared<dptq::Model>(dptq::load_model(model->info().path, dptq::load_options_of(*model)));
               dptq::quantize_model(*copy, *s.plan, qopts, &progress, "plan");
               slot->quant = QuantCopy{std::move(copy), qkey};
             } else {

@@ -205,7 +205,7 @@ void ExportPanel::start(Studio& studio) {
       p.base_method = method;
       dptq::check_checkpointable(*model, p, out);  // before the slow part
       progress.set_stage("loading a copy to quantize");
-      dptq::Model copy = dptq::load_model(model->info().path);
+      dptq::Model copy = dptq::load_model(model->info().path, dptq::load_options_of(*model));
       dptq::QuantizeOptions q;
       q.method = method;
       dptq::quantize_model(copy, p, q, &progress, "plan");

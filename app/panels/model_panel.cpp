@@ -15,6 +15,8 @@ namespace {
 
 std::string yes_no(bool b) { return b ? "yes" : "no"; }
 
+constexpr const char* kDevices[] = {"cpu", "cuda", "auto"};
+
 class ModelPanel final : public Panel {
  public:
   const char* title() const override { return "Model & data"; }
@@ -26,6 +28,7 @@ class ModelPanel final : public Panel {
   static void draw_summary(const dptq::Model& model);
 
   std::string path_;
+  int device_ = 0;  // index into kDevices
   bool path_initialized_ = false;
   FileDialog dialog_;
   std::string dialog_error_;
@@ -35,11 +38,13 @@ void ModelPanel::draw(Studio& studio) {
   if (!path_initialized_) {
     path_ = studio.model_slot().load_path.empty() ? studio.options().model_path
                                                   : studio.model_slot().load_path;
+    for (int i = 0; i < 3; ++i)
+      if (studio.options().device == kDevices[i]) device_ = i;
     path_initialized_ = true;
   }
   if (auto chosen = dialog_.poll()) {
     path_ = *chosen;
-    studio.load_model(path_);
+    studio.load_model(path_, kDevices[device_]);
   }
   draw_source(studio);
   draw_load_status(studio);
@@ -60,10 +65,18 @@ void ModelPanel::draw_source(Studio& studio) {
 
   const bool busy = studio.tasks().busy();
   ImGui::BeginDisabled(busy);
-  if (ImGui::Button("Load") || (entered && !busy)) studio.load_model(path_);
+  if (ImGui::Button("Load") || (entered && !busy)) studio.load_model(path_, kDevices[device_]);
   ImGui::EndDisabled();
   ui::tooltip(busy ? "A background task is running; wait for it or cancel it first."
                    : "Load the model at the path above on a background thread.");
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(ImGui::GetFontSize() * 5);
+  ImGui::BeginDisabled(busy);
+  ImGui::Combo("Device", &device_, kDevices, 3);
+  ImGui::EndDisabled();
+  ui::tooltip("Where the next load puts the model: cpu (fp32), cuda (bf16; the CUDA kernels run the "
+              "quantizers and rotations) or auto (cuda when a GPU is usable, else cpu). Reload to move "
+              "a loaded model.");
   ImGui::SameLine();
   ImGui::BeginDisabled(busy || dialog_.active());
   if (ImGui::Button("Open file...")) {
@@ -121,6 +134,8 @@ void ModelPanel::draw_summary(const dptq::Model& model) {
                 info.format);
   ui::field_row("Architecture", "Model family as the loader understood it (SmolLM2 is a LLaMA).",
                 c.arch);
+  ui::field_row("Device / dtype", "Where the weights live and the compute dtype (fp32 on CPU, bf16 on CUDA).",
+                dptq::model_device_name(model) + ", " + dptq::model_dtype_name(model));
   ui::field_row("Layers", "Number of decoder blocks, each an attention and an MLP sublayer.",
                 std::to_string(c.n_layers));
   ui::field_row("d_model", "Width of the residual stream (hidden size).", std::to_string(c.d_model));

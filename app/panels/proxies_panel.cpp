@@ -207,7 +207,7 @@ void ProxiesPanel::start_measure(Studio& studio) {
   auto slot = std::make_shared<Slot>();
   auto task = studio.tasks().start("Measuring sensitivity", [model, trace, slot, so, method](dptq::Progress& progress) {
     progress.set_stage("quantizing a copy (" + method + ")");
-    dptq::Model quant = dptq::load_model(model->info().path);
+    dptq::Model quant = dptq::load_model(model->info().path, dptq::load_options_of(*model));
     dptq::QuantizeOptions q;
     q.method = method;
     dptq::quantize_model(quant, dptq::uniform_plan(quant, method, 4), q, nullptr);

@@ -48,6 +48,16 @@ const char* model_dtype_name(const Model& model) {
   return t == at::kBFloat16 ? "bf16" : t == at::kHalf ? "fp16" : "fp32";
 }
 
+std::string model_device_name(const Model& model) { return model.impl().device.str(); }
+
+LoadOptions load_options_of(const Model& model) {
+  const Model::Impl& m = model.impl();
+  LoadOptions o;
+  o.device = m.device.is_cuda() ? Device::Cuda : Device::Cpu;
+  o.dtype = m.dtype == at::kBFloat16 ? DType::BF16 : DType::F32;
+  return o;
+}
+
 namespace {
 
 const std::set<std::string> kArchs = {"llama", "mistral", "qwen2"};

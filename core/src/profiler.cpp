@@ -246,7 +246,10 @@ class Profiler final : public ForwardTaps {
     return kTapBlockInput | kTapAttnResidual | kTapBlockOutput | kTapQkv | kTapO | kTapGateUp | kTapDown | kTapK | kTapV;
   }
 
-  void collect(int64_t layer, TapPoint point, const at::Tensor& x) override {
+  void collect(int64_t layer, TapPoint point, const at::Tensor& x_in) override {
+    // The accumulators read host memory: taps of a model on a CUDA device are copied to the CPU
+    // in fp32 first (one copy per tap; the rotations below are CPU tensors too).
+    const at::Tensor x = x_in.is_cpu() ? x_in : x_in.to(at::kCPU, at::kFloat);
     switch (point) {
       case kTapBlockInput: h_ = x; add_stream(layer, x); break;
       case kTapAttnResidual: a_ = x; break;

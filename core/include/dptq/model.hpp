@@ -71,6 +71,10 @@ struct LoadOptions {
 };
 class Model;
 const char* model_dtype_name(const Model& model);  // "fp32" | "bf16" | "fp16"
+std::string model_device_name(const Model& model);  // "cpu" | "cuda:0" ...
+// The options that load another copy of `model` onto its device, in its dtype (the studio's and
+// the sweeps' quantized copies).
+LoadOptions load_options_of(const Model& model);
 
 
 class Model {
