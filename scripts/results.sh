@@ -26,7 +26,7 @@ zeroshot_step() {
   [ -f "$TRACE" ] || { log profile; "$DPTQ" profile "$M" --calib builtin --samples 32 --seqlen 512 --rotation quarot --out "$TRACE"; }
   for m in rtn quarot-rtn quarot-gptq; do
     [ -f "$CK/$m/quant_config.json" ] && continue
-    log "zeroshot: $m checkpoint"; rm -rf "$CK/$m"; "$DPTQ" quantize "$M" --method "$m" --out "$CK/$m" > /dev/null
+    log "zeroshot: $m checkpoint"; rm -rf "${CK:?}/$m"; "$DPTQ" quantize "$M" --method "$m" --out "$CK/$m" > /dev/null
   done
   local runs=("fp $M" "rtn $CK/rtn" "quarot-rtn $CK/quarot-rtn" "quarot-gptq $CK/quarot-gptq")
   for p in dynamicptq first-last; do
@@ -54,6 +54,7 @@ zeroshot_step() {
   python3 tools/zeroshot_table.py "$ZS" "$tag"
 }
 if [ "${RESULTS_ONLY:-}" = zeroshot ]; then zeroshot_step; exit 0; fi
+# RESULTS_ONLY=grid: steps 1-5 without the zero-shot step (1-4 are skipped once their outputs exist).
 
 # 1. Trace in the QuaRot basis (the plans' metrics).
 [ -f "$TRACE" ] || { log profile; "$DPTQ" profile "$M" --calib builtin --samples 32 --seqlen 512 --rotation quarot --out "$TRACE"; }
@@ -119,7 +120,28 @@ CELLS=(
   "quarot-gptq dynamicptq 4" "quarot-gptq first-last 4" "rtn dynamicptq 4" "rtn first-last 4"
   "quarot-gptq dynamicptq 2" "quarot-gptq first-last 2" "rtn dynamicptq 2" "rtn first-last 2"
   "quarot-gptq dynamicptq 1" "quarot-gptq first-last 1" "rtn dynamicptq 1" "rtn first-last 1"
+  # Issue 12, acceptance 3: the new dynamicptq score (cells named dynamicptq-hsnr: the cells above
+  # named dynamicptq hold the pre-1.1 order, now policy dynamicptq-jr), the measured gains of the
+  # calibration text (docs/data/sensitivity/<method>_builtin_8x512.h5) and random, same plans as
+  # docs/results.md §6 (made from calibration traces alone, before any full-file number).
+  "quarot-rtn dynamicptq-hsnr 4" "quarot-gptq dynamicptq-hsnr 4" "quarot-rtn dynamicptq-hsnr 8"
+  "quarot-gptq dynamicptq-hsnr 8" "quarot-rtn dynamicptq-hsnr 1" "quarot-gptq dynamicptq-hsnr 1"
+  "quarot-rtn dynamicptq-hsnr 2" "quarot-gptq dynamicptq-hsnr 2"
+  "quarot-rtn measured 4" "quarot-gptq measured 4" "quarot-rtn measured 8" "quarot-gptq measured 8"
+  "quarot-rtn measured 1" "quarot-gptq measured 1" "quarot-rtn measured 2" "quarot-gptq measured 2"
+  "quarot-rtn random 4" "quarot-gptq random 4" "quarot-rtn random 8" "quarot-gptq random 8"
+  "quarot-rtn random 1" "quarot-gptq random 1" "quarot-rtn random 2" "quarot-gptq random 2"
 )
+# cell policy -> dptq plan policy and the trace it reads
+cell_plan() {  # method policy budget out
+  local policy="$2" trace="$TRACE"
+  case "$2" in
+    dynamicptq) policy=dynamicptq-jr ;;        # cell names keep the pre-1.1 name
+    dynamicptq-hsnr) policy=dynamicptq ;;      # the 1.1 default score (docs/metrics.md §9)
+    measured) trace=docs/data/sensitivity/${1}_builtin_8x512.h5 ;;
+  esac
+  "$DPTQ" plan "$trace" --policy "$policy" --budget "$3" --method "$1" --out "$4" > /dev/null
+}
 FULL=$OUT/full
 SLICES=$FULL/slices
 CLAIMS=$BUILD/results-claims    # one folder per slice under way; cleared at start (one script at a time)
@@ -134,12 +156,10 @@ for cell in "${CELLS[@]}"; do
   read -r m p k <<< "$cell"
   [ -f "$FULL/${m}_${p}_k$k.json" ] && continue
   todo+=("$cell")
-  [ "$k" = 0 ] || [ -f "$FULL/${m}_${p}_k$k.plan.json" ] ||
-    "$DPTQ" plan "$TRACE" --policy "$([ "$p" = dynamicptq ] && echo dynamicptq-jr || echo "$p")" --budget "$k" \
-      --method "$m" --out "$FULL/${m}_${p}_k$k.plan.json" > /dev/null  # cell names keep the pre-1.1 name
+  [ "$k" = 0 ] || [ -f "$FULL/${m}_${p}_k$k.plan.json" ] || cell_plan "$m" "$p" "$k" "$FULL/${m}_${p}_k$k.plan.json"
   if [ ! -f "$CKPTS/$m/quant_config.json" ]; then
     log "full file: $m checkpoint (weights quantized once for every plan)"
-    rm -rf "$CKPTS/$m"
+    rm -rf "${CKPTS:?}/$m"
     "$DPTQ" quantize "$M" --method "$m" --out "$CKPTS/$m" > /dev/null
   fi
 done
@@ -171,6 +191,6 @@ for (( i = 0; i < WORKERS; i++ )); do
   OMP_NUM_THREADS=$(( $(nproc) / WORKERS > 0 ? $(nproc) / WORKERS : 1 )) worker & pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
-log done
+log "done"
 python3 tools/results_table.py "$OUT"
-zeroshot_step
+[ "${RESULTS_ONLY:-}" = grid ] || zeroshot_step
