@@ -12,6 +12,7 @@
 
 #include <fstream>
 
+#include "dptq/device_ops.hpp"
 #include "dptq/error.hpp"
 #include "dptq/model_torch.hpp"
 #include "dptq/perplexity.hpp"
@@ -109,6 +110,53 @@ TEST_CASE("one layer: exact int32 sums and the fake-quant GEMM's output") {
     CHECK(rel_max_diff(got.to(at::kDouble), ref64) < 1e-6);
     CHECK(rel_max_diff(fake.to(at::kDouble), ref64) < 1e-5);
   }
+}
+
+TEST_CASE("device path on CPU tensors: tensor-op codes and the int8 GEMM reference equal the CPU engine bit for bit") {
+  // The integer engine on CUDA tensors computes the codes with tensor ops (quant_act_codes_on_device)
+  // and multiplies with device_ops::int8_gemm on int8 codes u - 128 (offset + 128). Both run on CPU
+  // tensors too: they must give exactly the CPU engine's codes and outputs, so the CUDA path is the
+  // same arithmetic (its kernels are compared with these references on a GPU).
+  c10::InferenceMode guard;
+  const int64_t T = 11, K = 96, N = 29;
+  at::Tensor x = activations(T, K, 21);
+  x.select(0, 4).abs_();          // a row without negatives (the range still includes 0)
+  x.select(0, 6).neg_().abs_().neg_();  // one without positives
+  for (int bits : {4, 8})
+    for (bool asym : {true, false})
+      for (double clip : {1.0, 0.9}) {
+        CAPTURE(bits);
+        CAPTURE(asym);
+        CAPTURE(clip);
+        const dptq::ActQuantConfig cfg{bits, asym, clip, 0};
+        const dptq::ActCodes want = dptq::quant_act_codes(x, cfg);
+        const dptq::ActCodes got = dptq::quant_act_codes_on_device(x, cfg);
+        CHECK(at::equal(got.codes, want.codes));
+        CHECK(at::equal(got.scale, want.scale));
+        CHECK(at::equal(got.offset, want.offset));
+      }
+  CHECK_THROWS_AS(dptq::quant_act_codes_on_device(x, {4, true, 0.9, 16}), dptq::Error);
+
+  dptq::WeightQuantConfig wc;
+  wc.bits = 4;
+  wc.symmetric = true;
+  const dptq::QuantizedWeight w = dptq::rtn_quantize(randn_tensor({N, K}, 22, 0.05f), wc);
+  const at::Tensor bias = randn_tensor({N}, 23);
+  dptq::IntLinear il;
+  REQUIRE(dptq::make_int_linear({&w}, {bias}, il) == "");
+  for (int bits : {4, 8}) {
+    CAPTURE(bits);
+    const dptq::ActQuantConfig cfg{bits, true, bits == 4 ? 0.9 : 1.0, 0};
+    const dptq::ActCodes a = dptq::quant_act_codes(x, cfg);
+    const at::Tensor a8 = (a.codes.to(at::kInt) - 128).to(at::kChar);
+    const at::Tensor y = dptq::device_ops::int8_gemm(a8, a.offset + 128, a.scale, il.codes, il.colsum, il.scale, il.bias);
+    CHECK(at::equal(y, dptq::int_linear(x, il, cfg)));
+    // without the shift the sums are wrong: the comparison can fail
+    CHECK_FALSE(at::equal(dptq::device_ops::int8_gemm(a8, a.offset, a.scale, il.codes, il.colsum, il.scale, il.bias), y));
+  }
+  CHECK_THROWS_AS(dptq::device_ops::int8_gemm(at::zeros({2, 3}, at::kChar), {}, at::ones({2}), at::zeros({4, 5}, at::kChar),
+                                              at::zeros({4}, at::kInt), at::ones({4}), {}),
+                  dptq::Error);  // K mismatch
 }
 
 TEST_CASE("the int8 GEMM is exact at the extremes: every code 255 against weights -8 and 7, long rows") {

@@ -6,6 +6,7 @@
 
 #include "dptq/error.hpp"
 #include "dptq/kernels/fwht_math.hpp"
+#include "dptq/kernels/gemm_math.hpp"
 
 #if defined(DPTQ_HAVE_CUDA)
 #include <c10/cuda/CUDAGuard.h>
@@ -13,6 +14,7 @@
 
 #include "dptq/kernels/act_quant.cuh"
 #include "dptq/kernels/fwht.cuh"
+#include "dptq/kernels/int8_gemm.cuh"
 #endif
 
 namespace dptq::device_ops {
@@ -105,6 +107,53 @@ at::Tensor hadamard_rotate(const at::Tensor& x, const at::Tensor& sign, double s
   kmath::fwht_rows_ref(xf.data_ptr<float>(), n, y.data_ptr<float>(), n, rows, n, base.data(), m,
                        sf.defined() ? sf.data_ptr<float>() : nullptr, static_cast<float>(scale));
   return y.to(x.device(), x.scalar_type());
+}
+
+at::Tensor int8_gemm(const at::Tensor& a, const at::Tensor& a_offset, const at::Tensor& a_scale, const at::Tensor& w,
+                     const at::Tensor& w_colsum, const at::Tensor& w_scale, const at::Tensor& bias) {
+  auto bad = [](const std::string& why) { return Error(ErrorKind::InvalidArgument, "", "int8_gemm: " + why); };
+  if (a.dim() != 2 || w.dim() != 2 || a.size(1) != w.size(1)) throw bad("a [T, K] and w [N, K] expected");
+  if (a.scalar_type() != at::kChar || w.scalar_type() != at::kChar) throw bad("codes must be int8");
+  const int64_t T = a.size(0), N = w.size(0), K = a.size(1);
+  auto vec = [&](const at::Tensor& v, int64_t n, at::ScalarType t, const char* name) {
+    if (!v.defined()) return;
+    if (v.dim() != 1 || v.size(0) != n || v.scalar_type() != t || v.device() != a.device())
+      throw bad(std::string(name) + " must be a vector of " + std::to_string(n) + " " + c10::toString(t) + " on a's device");
+  };
+  vec(a_offset, T, at::kInt, "a_offset");
+  vec(a_scale, T, at::kFloat, "a_scale");
+  vec(w_colsum, N, at::kInt, "w_colsum");
+  vec(w_scale, N, at::kFloat, "w_scale");
+  vec(bias, N, at::kFloat, "bias");
+  if (!a_scale.defined() || !w_colsum.defined() || !w_scale.defined()) throw bad("a_scale, w_colsum and w_scale are required");
+  if (w.device() != a.device()) throw bad("a and w on different devices");
+  const at::Tensor ac = a.contiguous(), wc = w.contiguous(), ao = a_offset.defined() ? a_offset.contiguous() : at::Tensor();
+  const at::Tensor as = a_scale.contiguous(), cs = w_colsum.contiguous(), ws = w_scale.contiguous();
+  const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
+  at::Tensor y = at::empty({T, N}, a.options().dtype(at::kFloat));
+  if (T == 0 || N == 0) return y;
+#if defined(DPTQ_HAVE_CUDA)
+  if (a.is_cuda()) {
+    if (K > cuda::kInt8GemmMaxK) throw bad("K above " + std::to_string(cuda::kInt8GemmMaxK));
+    const c10::cuda::CUDAGuard guard(a.device());
+    at::Tensor acc = at::empty({T, N}, a.options().dtype(at::kInt));
+    cuda::Int8GemmEpilogue ep;
+    ep.a_offset = ao.defined() ? ao.data_ptr<int32_t>() : nullptr;
+    ep.a_scale = as.data_ptr<float>();
+    ep.w_colsum = cs.data_ptr<int32_t>();
+    ep.w_scale = ws.data_ptr<float>();
+    ep.bias = b.defined() ? b.data_ptr<float>() : nullptr;
+    cuda::int8_gemm(ac.data_ptr<int8_t>(), K, wc.data_ptr<int8_t>(), K, T, N, K, ep, y.data_ptr<float>(), N,
+                    acc.data_ptr<int32_t>(), N, cuda::Int8GemmPath::Auto,
+                    c10::cuda::getCurrentCUDAStream(a.device().index()).stream());
+    return y;
+  }
+#endif
+  if (!a.is_cpu()) throw bad("tensors on " + a.device().str() + " and no kernel for it in this build");
+  kmath::int8_gemm_rows_ref(ac.data_ptr<int8_t>(), K, wc.data_ptr<int8_t>(), K, T, N, K,
+                            ao.defined() ? ao.data_ptr<int32_t>() : nullptr, as.data_ptr<float>(), cs.data_ptr<int32_t>(),
+                            ws.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, y.data_ptr<float>(), N);
+  return y;
 }
 
 }  // namespace dptq::device_ops

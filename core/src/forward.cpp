@@ -48,7 +48,7 @@ std::vector<double> inv_frequencies(const Model& model) {
   }
   const at::Tensor& ff = model.impl().w.rope_freq_factors;
   if (ff.defined()) {
-    const at::Tensor f32 = ff.to(at::kFloat).contiguous();
+    const at::Tensor f32 = ff.to(at::kCPU, at::kFloat).contiguous();  // read on the host
     for (int64_t i = 0; i < half; ++i) inv[i] /= double(f32.data_ptr<float>()[i]);
   }
   return inv;

@@ -10,6 +10,7 @@
 #include <fbgemm/Fbgemm.h>
 
 
+#include "dptq/device_ops.hpp"
 #include "dptq/error.hpp"
 #include "dptq/kernels/gemm_math.hpp"
 #include "dptq/model_torch.hpp"
@@ -31,7 +32,7 @@ std::string int_engine_unsupported() {
 }
 
 std::string make_int_linear(const std::vector<const QuantizedWeight*>& parts, const std::vector<at::Tensor>& biases,
-                            IntLinear& out) {
+                            IntLinear& out, const at::Device& device) {
   if (parts.empty()) return "no weights";
   std::vector<at::Tensor> codes, scales, bias;
   bool any_bias = false;
@@ -61,8 +62,14 @@ std::string make_int_linear(const std::vector<const QuantizedWeight*>& parts, co
   out.scale = at::cat(scales, 0).contiguous();
   if (out.codes.size(0) > INT32_MAX || K > INT32_MAX) return "layer too large for the int8 GEMM";
   out.colsum = out.codes.to(at::kInt).sum(1).to(at::kInt).contiguous();
-  out.packed = std::make_shared<const PackedCodes>(out.codes.data_ptr<int8_t>(), int32_t(out.codes.size(0)), int32_t(K));
   out.bias = any_bias ? at::cat(bias, 0).contiguous() : at::Tensor();
+  if (device.is_cpu()) {
+    out.packed = std::make_shared<const PackedCodes>(out.codes.data_ptr<int8_t>(), int32_t(out.codes.size(0)), int32_t(K));
+  } else {  // the device GEMM (device_ops::int8_gemm) reads the plain codes there
+    out.packed.reset();
+    for (at::Tensor* t : {&out.codes, &out.scale, &out.colsum, &out.bias})
+      if (t->defined()) *t = t->to(device);
+  }
   return "";
 }
 
@@ -121,15 +128,25 @@ at::Tensor int_linear(const ActCodes& a, const IntLinear& w) {
 
 at::Tensor int_linear(const at::Tensor& x, const IntLinear& w, const ActQuantConfig& cfg) {
   const auto sizes = x.sizes().vec();
+  std::vector<int64_t> out_sizes(sizes.begin(), sizes.end() - 1);
+  out_sizes.push_back(w.codes.size(0));
+  if (!x.is_cpu()) {
+    // On a device: codes by tensor ops there, shifted to int8 (u − 128, offset + 128: the same
+    // integer sums), then the device's int8 GEMM with the same epilogue (int8_gemm.cuh).
+    if (w.codes.device() != x.device())
+      throw Error(ErrorKind::InvalidArgument, "", "integer linear: weights on " + w.codes.device().str() + ", input on " +
+                  x.device().str());
+    OpTimer timer("int8 gemm (device)");
+    const ActCodes a = quant_act_codes_on_device(x, cfg);
+    const at::Tensor a8 = (a.codes.to(at::kInt) - 128).to(at::kChar);
+    return device_ops::int8_gemm(a8, a.offset + 128, a.scale, w.codes, w.colsum, w.scale, w.bias).view(out_sizes);
+  }
   ActCodes a;
   {
     OpTimer timer("act quant (codes)");
     a = quant_act_codes(x.reshape({-1, x.size(-1)}), cfg);
   }
-  at::Tensor y = int_linear(a, w);
-  std::vector<int64_t> out_sizes(sizes.begin(), sizes.end() - 1);
-  out_sizes.push_back(w.codes.size(0));
-  return y.view(out_sizes);
+  return int_linear(a, w).view(out_sizes);
 }
 
 // ------------------------------------------------------------------------------ engine selection
@@ -151,8 +168,12 @@ namespace {
 
 std::string build_int_blocks(const Model& model, const QuantState& qs, std::vector<IntBlock>& out) {
   if (!qs.act_quant) return "activations are not quantized (weight-only model)";
-  if (model.impl().device != at::kCPU) return "the integer engine runs on CPU tensors only";
-  if (std::string why = int_engine_unsupported(); !why.empty()) return why;
+  const at::Device device = model.impl().device;
+  if (device.is_cpu()) {
+    if (std::string why = int_engine_unsupported(); !why.empty()) return why;
+  } else if (!device.is_cuda() || !device_ops::cuda_kernels_built()) {
+    return "no integer GEMM for " + device.str() + " tensors in this build (CUDA kernels not built)";
+  }
   if (qs.qweights.empty()) return "weights are not quantized";
   const int64_t L = model.config().n_layers;
   out.assign(size_t(L), IntBlock{});
@@ -181,7 +202,7 @@ std::string build_int_blocks(const Model& model, const QuantState& qs, std::vect
         if (!w) return "no codes for " + p + n;
         parts.push_back(w);
       }
-      const std::string why = make_int_linear(parts, f.biases, out[size_t(l)].*(f.member));
+      const std::string why = make_int_linear(parts, f.biases, out[size_t(l)].*(f.member), device);
       if (!why.empty()) return p + f.names[0] + ": " + why;
     }
   }

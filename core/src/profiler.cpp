@@ -353,7 +353,8 @@ class Profiler final : public ForwardTaps {
  private:
   // The quantizer's basis at the input of block l+1 (DESIGN §4.4): γ ⊙ x, or x·R1 under QuaRot.
   at::Tensor project(const at::Tensor& x, const at::Tensor& gamma) const {
-    return r1_.defined() ? at::matmul(x.to(at::kFloat), r1_) : (x * gamma).to(at::kFloat);
+    // x is a host copy (collect); γ may live on the model's device, in its dtype.
+    return r1_.defined() ? at::matmul(x.to(at::kFloat), r1_) : x.to(at::kFloat) * gamma.to(x.device(), at::kFloat);
   }
   static at::Tensor rotate(const at::Tensor& x, const at::Tensor& r) { return r.defined() ? at::matmul(x.to(at::kFloat), r) : x; }
   at::Tensor rotate_heads(const at::Tensor& x) const {

@@ -94,4 +94,31 @@ ActCodes quant_act_codes(const at::Tensor& x_in, const ActQuantConfig& cfg) {
   return out;
 }
 
+ActCodes quant_act_codes_on_device(const at::Tensor& x_in, const ActQuantConfig& cfg) {
+  if (cfg.group_size != 0) throw Error(ErrorKind::InvalidArgument, "", "quantizer: integer codes are per token (group_size 0)");
+  const at::Tensor x = x_in.to(at::kFloat).reshape({-1, x_in.size(-1)});
+  const kmath::ActQuantConfig k = to_kmath(cfg, x.size(-1));
+  const float minq = float(kmath::quant_minq(k.bits, k.sym)), maxq = float(kmath::quant_maxq(k.bits, k.sym));
+  // Divisions by full tensors, never by a scalar: ATen turns `t / scalar` into `t * (1 / scalar)`,
+  // which rounds differently from the reference's true division.
+  auto full = [](const at::Tensor& like, float v) { return at::full_like(like, v); };
+  at::Tensor vmin = at::amin(x, -1).clamp_max(0.0f) * full(x.select(-1, 0), k.clip_ratio);
+  at::Tensor vmax = at::amax(x, -1).clamp_min(0.0f) * full(x.select(-1, 0), k.clip_ratio);
+  at::Tensor scale, zero;
+  if (k.sym) {
+    const at::Tensor m = at::maximum(vmin.abs(), vmax);
+    scale = at::where(m == 0.0f, full(m, 1.0f), m / full(m, maxq));
+    zero = at::zeros_like(m);
+  } else {
+    const at::Tensor both_zero = (vmin == 0.0f).logical_and(vmax == 0.0f);
+    vmin = at::where(both_zero, full(vmin, -1.0f), vmin);
+    vmax = at::where(both_zero, full(vmax, 1.0f), vmax);
+    scale = (vmax - vmin) / full(vmax, maxq);
+    zero = at::round(vmin.neg() / scale);
+  }
+  const at::Tensor q = at::clamp(at::round(x / scale.unsqueeze(1)) + zero.unsqueeze(1), minq, maxq);
+  return ActCodes{(q - full(q, minq)).to(at::kByte).contiguous(), scale.contiguous(),
+                  (full(zero, minq) - zero).to(at::kInt).contiguous()};
+}
+
 }  // namespace dptq

@@ -316,7 +316,7 @@ Model load_impl(const fs::path& path, const LoadOptions& opts) {
   if (opts.device != Device::Cpu && at::hasCUDA()) {
     Model::Impl& m = model.impl();
     m.device = at::kCUDA;
-    m.dtype = at::kBFloat16;
+    m.dtype = opts.dtype == DType::F32 ? at::kFloat : at::kBFloat16;  // Auto on CUDA: bf16, as load_model
     auto mv = [&](at::Tensor& t) { if (t.defined()) t = t.to(m.device, m.dtype); };
     mv(m.w.embed); mv(m.w.final_norm); mv(m.w.lm_head);
     for (auto& L : m.w.layers)

@@ -132,8 +132,9 @@ void rotate_model(Model& model, QuantState& qs, const RotationSet& rs) {
   w.final_norm = at::ones_like(w.final_norm);
   c.tied_embeddings = false;
 
-  const at::Tensor Rh = qs.heads.dense().to(at::kDouble);
-  const at::Tensor Rff = qs.down.dense().to(at::kDouble);
+  // On the host like R1 and R2 (the online rotations may already live on the model's device).
+  const at::Tensor Rh = qs.heads.dense().to(at::kCPU, at::kDouble);
+  const at::Tensor Rff = qs.down.dense().to(at::kCPU, at::kDouble);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     LayerWeights& L = w.layers[size_t(l)];
     const at::Tensor g1 = D(L.attn_norm).unsqueeze(0), g2 = D(L.mlp_norm).unsqueeze(0);

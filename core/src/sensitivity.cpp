@@ -40,7 +40,7 @@ FpWindow fp_window(const Model& fp, const at::Tensor& ids, const RopeTables& rop
     const at::Tensor p = lp.exp();
     r.neg_ent.push_back((p * lp).sum(-1).to(at::kDouble));
     r.p.push_back(p);
-    r.nll_sum -= lp.gather(1, ids.narrow(0, s + 1, n).unsqueeze(1)).sum().to(at::kDouble).item<double>();
+    r.nll_sum -= lp.gather(1, ids.narrow(0, s + 1, n).unsqueeze(1).to(lp.device())).sum().to(at::kDouble).item<double>();
   }
   return r;
 }
@@ -55,7 +55,7 @@ std::pair<double, double> nll_kl_sums(const Model& q, const at::Tensor& h_last, 
   for (int64_t s = 0; s < T - 1; s += kChunk, ++c) {
     const int64_t n = std::min(kChunk, T - 1 - s);
     const at::Tensor lq = chunk_logp(q, hidden, s, n);
-    nll -= lq.gather(1, ids.narrow(0, s + 1, n).unsqueeze(1)).sum().to(at::kDouble).item<double>();
+    nll -= lq.gather(1, ids.narrow(0, s + 1, n).unsqueeze(1).to(lq.device())).sum().to(at::kDouble).item<double>();
     // KL = Σ p log p − Σ p log q, per row; summed over rows.
     const double cross = (ref.p[c] * lq).sum().to(at::kDouble).item<double>();
     kl += ref.neg_ent[c].sum().item<double>() - cross;

@@ -8,6 +8,8 @@
 //   fake_quant           per-token / per-group quantize-dequantize (quant_math.hpp)
 //   hadamard_rotate      x · diag(sign) · H_n · scale along the last dimension (fwht_math.hpp),
 //                        H_n the core's hadamard_matrix(n)
+//   int8_gemm            int8 codes × int8 weight codes, exact int32 sums, the integer engine's
+//                        epilogue (gemm_math.hpp); the integer engine's GEMM on CUDA tensors
 //
 // Called by dptq::fake_quant (every activation and KV quantizer) and Rotation::apply (QuaRot's
 // online Hadamard rotations) for CUDA tensors; see docs/kernels.md for what else dispatches.
@@ -32,5 +34,14 @@ bool fake_quant_on_device(const at::Tensor& x, const ActQuantConfig& cfg, at::Te
 // shape, dtype and device as x. CUDA: cuda::fwht (fp32 math, rounded once to x's dtype); CPU:
 // kmath::fwht_rows_ref in fp32. Throws InvalidArgument when no Hadamard matrix of order n exists.
 at::Tensor hadamard_rotate(const at::Tensor& x, const at::Tensor& sign, double scale);
+
+// The integer linear layer (kernels/int8_gemm.cuh):
+//   y[t, n] = float(Σ_k a[t, k] w[n, k] + a_offset[t] · w_colsum[n]) · (a_scale[t] · w_scale[n]) (+ bias[n])
+// a int8 [T, K], a_offset int32 [T] (or undefined: 0), a_scale fp32 [T], w int8 [N, K], w_colsum
+// int32 [N], w_scale fp32 [N], bias fp32 [N] or undefined; all on one device. Returns y fp32
+// [T, N] there. CUDA: cuda::int8_gemm (cuBLASLt IMMA or the tiled kernel); CPU: the reference
+// kmath::int8_gemm_rows_ref (exact int32 sums, a plain loop: for tests, not speed).
+at::Tensor int8_gemm(const at::Tensor& a, const at::Tensor& a_offset, const at::Tensor& a_scale, const at::Tensor& w,
+                     const at::Tensor& w_colsum, const at::Tensor& w_scale, const at::Tensor& bias);
 
 }  // namespace dptq::device_ops

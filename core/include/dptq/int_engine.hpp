@@ -57,12 +57,15 @@ std::string int_engine_unsupported();
 // undefined individually: zeros are used where one is missing and another is present). Returns
 // an empty reason and fills `out`, or the reason it cannot (asymmetric or grouped weights, more
 // than 4 bits, mismatched inputs).
+// `device`: CPU packs the codes for FBGEMM; a CUDA device keeps the plain codes, scales, column
+// sums and biases there for device_ops::int8_gemm (kernels/int8_gemm.cuh).
 std::string make_int_linear(const std::vector<const QuantizedWeight*>& parts, const std::vector<at::Tensor>& biases,
-                            IntLinear& out);
+                            IntLinear& out, const at::Device& device = at::kCPU);
 
 // acc [T, N] int32 = Σ_k a.codes[t, k] · w.codes[n, k], exactly (the GEMM alone).
 at::Tensor int_accumulate(const ActCodes& a, const IntLinear& w);
-// y [T, N] fp32 = the integer product of act codes of x [T, K] under `cfg` with `w`.
+// y [T, N] fp32 = the integer product of act codes of x [T, K] under `cfg` with `w` (on x's
+// device: FBGEMM on CPU, device_ops::int8_gemm on CUDA).
 at::Tensor int_linear(const at::Tensor& x, const IntLinear& w, const ActQuantConfig& cfg);
 // The same from codes already computed (for layers sharing an input).
 at::Tensor int_linear(const ActCodes& a, const IntLinear& w);
