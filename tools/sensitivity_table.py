@@ -84,7 +84,7 @@ def main():
         show += [r["metric"] for r in p["metrics"][:3] if r["metric"] not in show]
         for name in show:
             r = rows[name]
-            mark = " (dynamicptq)" if name == "score/injected-noise" else ""
+            mark = " (dynamicptq)" if name == p.get("default_score") else ""
             print(f"| {NAMES[method]} | {text} | `{name}`{mark} | {r['spearman']:+.3f} | {r['p_spearman']:.4f} | "
                   f"{r['kendall']:+.3f} | {r['p_bonferroni']:.3f} |")
 
