@@ -29,10 +29,8 @@ while [ $# -gt 0 ]; do
   esac
   shift 2
 done
-HERE=$(cd "$(dirname "$0")" && pwd)
-CACHE=${DPTQ_CACHE:-$HOME/.cache/dptq}
-M=${DPTQ_MODEL:-$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf}
-W=${DPTQ_TEXT:-$HERE/../../shared/data/wikitext-2-raw-test.txt}
+# shellcheck source=bench/paths.sh
+source "$(dirname "$0")/paths.sh"   # HERE, CACHE, M, W
 PY=$CACHE/refvenv/bin/python
 LLAMA=$CACHE/llama.cpp-build/bin/llama-perplexity
 QUANT=$CACHE/llama.cpp-build/bin/llama-quantize

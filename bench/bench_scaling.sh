@@ -40,10 +40,8 @@ while [ $# -gt 0 ]; do
   esac
   shift 2
 done
-HERE=$(cd "$(dirname "$0")" && pwd)
-CACHE=${DPTQ_CACHE:-$HOME/.cache/dptq}
-M=${DPTQ_MODEL:-$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf}
-W=${DPTQ_TEXT:-$HERE/../../shared/data/wikitext-2-raw-test.txt}
+# shellcheck source=bench/paths.sh
+source "$(dirname "$0")/paths.sh"   # HERE, CACHE, M, W
 die() { echo "bench_scaling: error: $*" >&2; exit 2; }
 log() { echo "[bench_scaling $(date +%T)] $*" >&2; }
 has_part() { [[ ",$PARTS," == *,$1,* ]]; }
