@@ -18,10 +18,14 @@ TEST_CASE("device_ops on CPU tensors: the CPU reference") {
   for (auto dtype : {at::kFloat, at::kBFloat16}) {
     const at::Tensor x = at::randn({7, 33}).to(dtype).t();  // non-contiguous [33, 7]
     for (const dptq::ActQuantConfig cfg : {dptq::ActQuantConfig{4, true, 0.9, 0}, dptq::ActQuantConfig{8, false, 1.0, 0}}) {
-      const at::Tensor y = ops::fake_quant(x, cfg);
+      const at::Tensor y = dptq::fake_quant(x, cfg);
       CHECK((y.scalar_type() == dtype));
       CHECK(y.sizes().vec() == x.sizes().vec());
-      CHECK(at::equal(y, dptq::fake_quant(x, cfg)));
+      // against an independent implementation: the tensor-op codes of the integer engine's
+      // device path, dequantized (scale · (code + offset)), rounded once to x's dtype
+      const dptq::ActCodes a = dptq::quant_act_codes_on_device(x, cfg);
+      const at::Tensor back = a.scale.unsqueeze(1) * (a.codes.to(at::kInt) + a.offset.unsqueeze(1)).to(at::kFloat);
+      CHECK(at::equal(y, back.view(x.sizes()).to(dtype)));
     }
   }
   for (int64_t n : {1, 2, 12, 40, 576}) {
@@ -86,8 +90,8 @@ TEST_CASE("device_ops on CUDA tensors: the kernels equal the CPU path bit for bi
       for (const dptq::ActQuantConfig cfg :
            {dptq::ActQuantConfig{4, true, 0.9, 0}, dptq::ActQuantConfig{8, false, 1.0, 0},
             dptq::ActQuantConfig{4, true, 0.95, cols % 3 == 0 ? 3 : 1}}) {
-        const at::Tensor want = ops::fake_quant(x, cfg);
-        const at::Tensor got = ops::fake_quant(x.cuda(), cfg);
+        const at::Tensor want = dptq::fake_quant(x, cfg);
+        const at::Tensor got = dptq::fake_quant(x.cuda(), cfg);
         CHECK(got.is_cuda());
         CHECK((got.scalar_type() == dtype));
         CHECK(at::equal(got.cpu(), want));

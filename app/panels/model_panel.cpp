@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <iterator>
 #include <string>
 
 #include "../file_dialog.hpp"
@@ -38,7 +39,7 @@ void ModelPanel::draw(Studio& studio) {
   if (!path_initialized_) {
     path_ = studio.model_slot().load_path.empty() ? studio.options().model_path
                                                   : studio.model_slot().load_path;
-    for (int i = 0; i < 3; ++i)
+    for (int i = 0; i < int(std::size(kDevices)); ++i)
       if (studio.options().device == kDevices[i]) device_ = i;
     path_initialized_ = true;
   }
@@ -72,7 +73,7 @@ void ModelPanel::draw_source(Studio& studio) {
   ImGui::SameLine();
   ImGui::SetNextItemWidth(ImGui::GetFontSize() * 5);
   ImGui::BeginDisabled(busy);
-  ImGui::Combo("Device", &device_, kDevices, 3);
+  ImGui::Combo("Device", &device_, kDevices, int(std::size(kDevices)));
   ImGui::EndDisabled();
   ui::tooltip("Where the next load puts the model: cpu (fp32), cuda (bf16; the CUDA kernels run the "
               "quantizers and rotations) or auto (cuda when a GPU is usable, else cpu). Reload to move "

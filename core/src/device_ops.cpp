@@ -72,10 +72,6 @@ bool fake_quant_on_device(const at::Tensor& x, const ActQuantConfig& cfg, at::Te
   return false;
 }
 
-// dptq::fake_quant itself dispatches (quant.cpp): CUDA tensors of a kernel dtype reach
-// fake_quant_on_device, the rest the CPU reference.
-at::Tensor fake_quant(const at::Tensor& x, const ActQuantConfig& cfg) { return dptq::fake_quant(x, cfg); }
-
 at::Tensor hadamard_rotate(const at::Tensor& x, const at::Tensor& sign, double scale) {
   if (x.dim() < 1) throw Error(ErrorKind::InvalidArgument, "", "hadamard_rotate: x has no last dimension");
   const int64_t n = x.size(-1), rows = n > 0 ? x.numel() / n : 0;

@@ -138,7 +138,7 @@ at::Tensor int_linear(const at::Tensor& x, const IntLinear& w, const ActQuantCon
                   x.device().str());
     OpTimer timer("int8 gemm (device)");
     const ActCodes a = quant_act_codes_on_device(x, cfg);
-    const at::Tensor a8 = (a.codes.to(at::kInt) - 128).to(at::kChar);
+    const at::Tensor a8 = at::bitwise_xor(a.codes, 128).view(at::kChar);  // u - 128 as int8, one pass
     return device_ops::int8_gemm(a8, a.offset + 128, a.scale, w.codes, w.colsum, w.scale, w.bias).view(out_sizes);
   }
   ActCodes a;

@@ -5,7 +5,7 @@
 //
 // Contents
 //   cuda_kernels_built   whether dptq_kernels is linked (built with nvcc)
-//   fake_quant           per-token / per-group quantize-dequantize (quant_math.hpp)
+//   fake_quant_on_device per-token / per-group quantize-dequantize (quant_math.hpp)
 //   hadamard_rotate      x · diag(sign) · H_n · scale along the last dimension (fwht_math.hpp),
 //                        H_n the core's hadamard_matrix(n)
 //   int8_gemm            int8 codes × int8 weight codes, exact int32 sums, the integer engine's
@@ -22,12 +22,10 @@ namespace dptq::device_ops {
 
 bool cuda_kernels_built();
 
-// Same shape, dtype and device as x. fp32 / fp16 / bf16 CUDA tensors run cuda::act_fake_quant on
-// the current stream; everything else the CPU reference. dptq::fake_quant (quant.hpp) is the same
-// function: every quantizer of the forward pass (activations, KV cache) goes through it.
-at::Tensor fake_quant(const at::Tensor& x, const ActQuantConfig& cfg);
-// The CUDA half: true and y set when x is a CUDA tensor the kernel takes (and this build has the
-// kernels), false otherwise (y untouched).
+// The fake quantizer's entry is dptq::fake_quant (quant.hpp), which every quantizer of the forward
+// pass (activations, KV cache) calls; for CUDA tensors it calls this, its CUDA half:
+// cuda::act_fake_quant on the current stream, true and y set when x is a CUDA tensor the kernel
+// takes (fp32 / fp16 / bf16) and this build has the kernels, false otherwise (y untouched).
 bool fake_quant_on_device(const at::Tensor& x, const ActQuantConfig& cfg, at::Tensor& y);
 
 // y = (x ⊙ sign) · H_n · scale over the last dimension n (sign: [n] of ±1, or undefined). Same
