@@ -18,12 +18,22 @@ NAMES = {"rtn": "RTN", "quarot-rtn": "QuaRot-RTN", "quarot-gptq": "QuaRot-GPTQ",
 # The full-file grid of acceptance 3: each method at W4A4KV4 (k = 0) and under each policy's plans.
 GRID_METHODS = ("rtn", "quarot-rtn", "quarot-gptq")
 GRID_POLICIES = ("dynamicptq", "first-last")
+# Issue 12, acceptance 3: the 1.1 score and its controls, on the rotated methods only.
+NEW_POLICIES = ("dynamicptq-hsnr", "measured", "random")
+NEW_METHODS = ("quarot-rtn", "quarot-gptq")
 GRID_BUDGETS = (1, 2, 4, 8)
-GRID_CELLS = len(GRID_METHODS) * (1 + len(GRID_POLICIES) * len(GRID_BUDGETS))
-# Every file here was made before plan format 1.1, when the policy now called "dynamicptq-jr" (phase
-# boundaries, then JR p99) was named "dynamicptq": the files and their names keep the old name,
-# the tables print the current one.
-LABELS = {"dynamicptq": "dynamicptq-jr"}
+
+
+def grid_policies(method):
+    return GRID_POLICIES + (NEW_POLICIES if method in NEW_METHODS else ())
+
+
+GRID_CELLS = sum(1 + len(grid_policies(m)) * len(GRID_BUDGETS) for m in GRID_METHODS)
+# The files named "dynamicptq" were made before plan format 1.1, when the policy now called
+# "dynamicptq-jr" (phase boundaries, then JR p99) was named "dynamicptq": they keep the old name,
+# the tables print the current one. Files named "dynamicptq-hsnr" hold the 1.1 `dynamicptq` policy
+# (docs/metrics.md §9).
+LABELS = {"dynamicptq": "dynamicptq-jr", "dynamicptq-hsnr": "**dynamicptq** (1.1)"}
 
 
 def label(policy):
@@ -122,7 +132,7 @@ def full_grid():
     if not cells:
         return []
     fp = load("../ppl_dptq.json")  # docs/results.md section 1: `dptq ppl $M --text $W --json`
-    pending = "`·` = not measured yet; " if len(cells) < GRID_CELLS else ""
+    pending = "`·` = not measured yet. " if len(cells) < GRID_CELLS else ""
     out = [GRID_START,
            f"**Full test file** (148 windows × 2048 tokens, {fp['predicted']:,} predicted tokens — the protocol of §1; FP",
            f"{fp['ppl']:.2f}, `docs/data/ppl_dptq.json`). {pending}In brackets the share of the",
@@ -131,7 +141,7 @@ def full_grid():
            "|---|---|---|" + "---|" * len(GRID_BUDGETS)]
     for m in GRID_METHODS:
         base = cells.get((m, "none", 0), (None,))[0]
-        for p in GRID_POLICIES:
+        for p in grid_policies(m):
             row = [f"{base:.2f}" if base else "·"]
             for b in GRID_BUDGETS:
                 v = cells.get((m, p, b), (None,))[0]
@@ -158,6 +168,11 @@ def full_grid():
             "  --method M --out P.json` (step 5 of `scripts/results.sh`; outputs and plans in",
             "  [`data/results/full/`](data/results/full/)). Slices run two at a time, so a sliced cell takes about half its `seconds`;",
             "  step 5 runs the most informative cells first and resumes where it stopped.",
+            "- Rows `**dynamicptq** (1.1)`, `measured` and `random` (issue 12, acceptance 3; files named",
+            "  `M_dynamicptq-hsnr_kK`, `M_measured_kK`, `M_random_kK`): `--policy dynamicptq` (the 1.1 score,",
+            "  docs/metrics.md §9) and `--policy random` on the same trace, `--policy measured` on",
+            "  `data/sensitivity/M_builtin_8x512.h5` (single-block gains measured on the built-in calibration",
+            "  text, §6). Their plans were committed before any of their full-file numbers existed.",
             "- A cell whose file has a `slices` list ran as 4 slices of 37 windows (`--first-window F",
             "  --max-windows 37`, outputs in `data/results/full/slices/`), two at a time on one thread each;",
             "  `tools/combine_ppl.py` adds the slices' NLL sums: the same number as the",
