@@ -135,7 +135,22 @@ TEST_CASE("device path on CPU tensors: tensor-op codes and the int8 GEMM referen
         CHECK(at::equal(got.scale, want.scale));
         CHECK(at::equal(got.offset, want.offset));
       }
-  CHECK_THROWS_AS(dptq::quant_act_codes_on_device(x, {4, true, 0.9, 16}), dptq::Error);
+  // Group quantizers (the profiler's KV sites on CUDA): one row per group, the same codes as
+  // quant_codes and the same dequantized values as fake_quant, constant groups included.
+  at::Tensor xg = x.clone();
+  xg.select(0, 2).narrow(0, 16, 16).fill_(0.75f);   // a constant non-zero group
+  xg.select(0, 3).narrow(0, 32, 16).fill_(0.0f);    // a group of zeros
+  for (bool asym : {true, false}) {
+    CAPTURE(asym);
+    const dptq::ActQuantConfig cfg{4, asym, 0.95, 16};
+    const dptq::ActCodes got = dptq::quant_act_codes_on_device(xg, cfg);
+    REQUIRE(got.codes.sizes() == at::IntArrayRef{T * K / 16, 16});
+    const int64_t minq = asym ? 0 : -8;
+    CHECK(at::equal(got.codes.to(at::kLong).reshape({T, K}) + minq, dptq::quant_codes(xg, cfg)));
+    const at::Tensor deq = got.scale.unsqueeze(1) * (got.codes.to(at::kFloat) + got.offset.to(at::kFloat).unsqueeze(1));
+    CHECK(at::equal(deq.reshape({T, K}), dptq::fake_quant(xg, cfg)));
+  }
+  CHECK_THROWS_AS(dptq::quant_act_codes_on_device(x, {4, true, 0.9, 7}), dptq::Error);  // 7 does not divide 96
 
   dptq::WeightQuantConfig wc;
   wc.bits = 4;

@@ -208,6 +208,65 @@ TEST_CASE("QuaRot view: HSNR uses the rotated stream, which spreads a massive ch
   CHECK_THROWS_AS(([&] { auto o2 = o; o2.rotation = "spin"; dptq::profile_model(m, o2); })(), dptq::Error);
 }
 
+TEST_CASE("the device path (stream-stats kernels' entries, tensor ops) gives the host loops' trace") {
+  // CUDA taps are reduced on the device: device_ops::stream_stats / pair_terms and tensor
+  // operations. tensor_stats runs that path on CPU tensors (the kernels' CPU references), so it is
+  // checked here against the vectorized host loops; on a GPU the kernels' suites compare the
+  // kernels with the same references.
+  dptq::SyntheticSpec spec;
+  spec.n_layers = 6;
+  spec.emerge_block = 2;
+  spec.vanish_block = 4;
+  const dptq::Model m = dptq::make_synthetic_model(spec);
+  for (const char* rotation : {"none", "quarot"}) {
+    CAPTURE(rotation);
+    auto o = small_options();
+    o.samples = 3;
+    o.rotation = rotation;
+    const dptq::Trace host = dptq::profile_model(m, o);
+    o.tensor_stats = true;
+    const dptq::Trace dev = dptq::profile_model(m, o);
+    auto same_agg = [](const dptq::Aggregate& a, const dptq::Aggregate& b) {
+      CHECK(a.count == b.count);
+      CHECK(a.mean == doctest::Approx(b.mean).epsilon(1e-5));
+      CHECK(a.min == doctest::Approx(b.min).epsilon(1e-5));
+      CHECK(a.max == doctest::Approx(b.max).epsilon(1e-5));
+      CHECK(a.p50 == doctest::Approx(b.p50).epsilon(1e-2));  // a bin edge may move by rounding
+    };
+    REQUIRE(dev.streams.size() == host.streams.size());
+    for (size_t l = 0; l < host.streams.size(); ++l) {
+      CAPTURE(l);
+      const dptq::StreamStats &a = host.streams[l], &b = dev.streams[l];
+      CHECK(a.top1_abs == b.top1_abs);
+      CHECK(a.median_abs == b.median_abs);  // the same bins: exact
+      CHECK(a.n_massive == b.n_massive);
+      CHECK(a.channel_absmax == b.channel_absmax);
+      CHECK(a.position_absmax_mean == b.position_absmax_mean);
+      REQUIRE(a.top.size() == b.top.size());
+      for (size_t i = 0; i < a.top.size(); ++i) CHECK(a.top[i].value == b.top[i].value);
+    }
+    for (size_t l = 0; l < host.blocks.size(); ++l) {
+      CAPTURE(l);
+      const dptq::BlockStats &a = host.blocks[l], &b = dev.blocks[l];
+      same_agg(a.jump_ratio, b.jump_ratio);
+      same_agg(a.jump_ratio_mlp, b.jump_ratio_mlp);
+      same_agg(a.hsnr4_db, b.hsnr4_db);
+      same_agg(a.hsnr8_db, b.hsnr8_db);
+      same_agg(a.hsnr4_mlp_db, b.hsnr4_mlp_db);
+      for (size_t s = 0; s < host.sites[l].size(); ++s) {
+        CAPTURE(s);
+        const dptq::SiteStats &x = host.sites[l][s], &y = dev.sites[l][s];
+        CHECK(x.channel_absmax == y.channel_absmax);
+        same_agg(x.token_absmax, y.token_absmax);
+        CHECK(x.kurtosis == doctest::Approx(y.kurtosis).epsilon(1e-5));
+        CHECK(x.sqnr4_db == doctest::Approx(y.sqnr4_db).epsilon(1e-5));
+        CHECK(x.code_entropy_bits == doctest::Approx(y.code_entropy_bits).epsilon(1e-6));
+      }
+    }
+    CHECK(dev.phases.size() == host.phases.size());
+  }
+}
+
 TEST_CASE("snapshots after every window; progress and cancellation") {
   const dptq::Model m = dptq::make_synthetic_model({});
   auto o = small_options();

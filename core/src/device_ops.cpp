@@ -2,6 +2,7 @@
 // builds with the kernels (DPTQ_HAVE_CUDA, kernels/CMakeLists.txt links dptq_kernels into the core).
 #include "dptq/device_ops.hpp"
 
+#include <cstring>
 #include <vector>
 
 #include "dptq/error.hpp"
@@ -15,6 +16,7 @@
 #include "dptq/kernels/act_quant.cuh"
 #include "dptq/kernels/fwht.cuh"
 #include "dptq/kernels/int8_gemm.cuh"
+#include "dptq/kernels/stream_stats.cuh"
 #endif
 
 namespace dptq::device_ops {
@@ -150,6 +152,83 @@ at::Tensor int8_gemm(const at::Tensor& a, const at::Tensor& a_offset, const at::
                             ao.defined() ? ao.data_ptr<int32_t>() : nullptr, as.data_ptr<float>(), cs.data_ptr<int32_t>(),
                             ws.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, y.data_ptr<float>(), N);
   return y;
+}
+
+namespace {
+
+// Copies a device buffer of `n` structs T (bytes in `buf`) into a host vector.
+template <typename T>
+void copy_structs(const at::Tensor& buf, std::vector<T>& out) {
+  const at::Tensor host = buf.to(at::kCPU).contiguous();
+  std::memcpy(out.data(), host.data_ptr(), out.size() * sizeof(T));
+}
+
+}  // namespace
+
+StreamTapStats stream_stats(const at::Tensor& x) {
+  if (x.dim() != 2) throw Error(ErrorKind::InvalidArgument, "", "stream_stats: x [rows, cols] expected");
+  const int64_t T = x.size(0), C = x.size(1);
+  StreamTapStats s;
+  s.rows.resize(static_cast<size_t>(T));
+  s.channel_absmax.assign(static_cast<size_t>(C), 0.0f);
+  s.abs_hist.assign(static_cast<size_t>(kmath::kAbsHistBins), 0u);
+  if (T == 0 || C == 0) return s;
+  const at::Tensor ax = x.abs();
+  s.abs_sum = at::sum(ax, at::kDouble).item<double>();
+  s.abs_min = ax.amin().item().toDouble();
+#if defined(DPTQ_HAVE_CUDA)
+  kmath::DType dt;
+  if (x.is_cuda() && kernel_dtype(x, dt)) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    const at::Tensor xc = x.contiguous();
+    const at::Tensor rows = at::empty({T * int64_t(sizeof(kmath::StreamRowStats))}, x.options().dtype(at::kByte));
+    const at::Tensor chmax = at::zeros({C}, x.options().dtype(at::kFloat));
+    const at::Tensor hist = at::zeros({kmath::kAbsHistBins}, x.options().dtype(at::kInt));
+    cuda::StreamStatsOutputs o;
+    o.row_stats = reinterpret_cast<kmath::StreamRowStats*>(rows.data_ptr<uint8_t>());
+    o.channel_absmax = chmax.data_ptr<float>();
+    o.abs_hist = reinterpret_cast<uint32_t*>(hist.data_ptr<int32_t>());
+    cuda::stream_stats(xc.data_ptr(), C, T, C, dt, o, c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+    copy_structs(rows, s.rows);
+    copy_structs(chmax, s.channel_absmax);
+    copy_structs(hist, s.abs_hist);
+    return s;
+  }
+#endif
+  const at::Tensor xf = x.to(at::kCPU, at::kFloat).contiguous();
+  kmath::stream_stats_rows_ref(xf.data_ptr<float>(), C, T, C, s.rows.data(), s.channel_absmax.data(), nullptr, 0,
+                               s.abs_hist.data());
+  return s;
+}
+
+std::vector<kmath::PairTerms> pair_terms(const at::Tensor& h, const at::Tensor& u, const at::Tensor& gamma,
+                                         const kmath::ActQuantConfig& q4, const kmath::ActQuantConfig& q8) {
+  auto bad = [](const std::string& why) { return Error(ErrorKind::InvalidArgument, "", "pair_terms: " + why); };
+  if (h.dim() != 2 || !h.sizes().equals(u.sizes())) throw bad("h and u [rows, cols] of one shape expected");
+  if (h.device() != u.device() || h.scalar_type() != u.scalar_type()) throw bad("h and u on different devices or dtypes");
+  const int64_t T = h.size(0), C = h.size(1);
+  if (gamma.defined() && (gamma.dim() != 1 || gamma.size(0) != C)) throw bad("gamma must be a vector of " + std::to_string(C));
+  std::vector<kmath::PairTerms> out(static_cast<size_t>(T));
+  if (T == 0 || C == 0) return out;
+#if defined(DPTQ_HAVE_CUDA)
+  kmath::DType dt;
+  if (h.is_cuda() && kernel_dtype(h, dt)) {
+    const c10::cuda::CUDAGuard guard(h.device());
+    const at::Tensor hc = h.contiguous(), uc = u.contiguous();
+    const at::Tensor g = gamma.defined() ? gamma.to(h.device(), at::kFloat).contiguous() : at::Tensor();
+    const at::Tensor buf = at::empty({T * int64_t(sizeof(kmath::PairTerms))}, h.options().dtype(at::kByte));
+    cuda::pair_terms(hc.data_ptr(), C, uc.data_ptr(), C, T, C, dt, g.defined() ? g.data_ptr<float>() : nullptr, q4, q8,
+                     reinterpret_cast<kmath::PairTerms*>(buf.data_ptr<uint8_t>()),
+                     c10::cuda::getCurrentCUDAStream(h.device().index()).stream());
+    copy_structs(buf, out);
+    return out;
+  }
+#endif
+  const at::Tensor hf = h.to(at::kCPU, at::kFloat).contiguous(), uf = u.to(at::kCPU, at::kFloat).contiguous();
+  const at::Tensor gf = gamma.defined() ? gamma.to(at::kCPU, at::kFloat).contiguous() : at::Tensor();
+  kmath::pair_terms_rows_ref(hf.data_ptr<float>(), C, uf.data_ptr<float>(), C, T, C,
+                             gf.defined() ? gf.data_ptr<float>() : nullptr, q4, q8, out.data());
+  return out;
 }
 
 }  // namespace dptq::device_ops

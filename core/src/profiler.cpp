@@ -13,6 +13,7 @@
 #include <mutex>
 #include <random>
 
+#include "dptq/device_ops.hpp"
 #include "dptq/error.hpp"
 #include "dptq/histogram.hpp"
 #include "dptq/kernels/quant_math.hpp"
@@ -187,6 +188,32 @@ void add_site(SiteAcc& acc, const at::Tensor& x_in, const kmath::ActQuantConfig&
   acc.n += T * C;
 }
 
+// add_site with tensor operations on x's device (the path of CUDA taps; ProfileOptions::
+// tensor_stats runs it on CPU tensors so tests can compare it with add_site): only a few numbers
+// per row and per channel come back to the host. The quantizer is quant_act_codes_on_device, the
+// same arithmetic as add_site's (its codes equal quant_codes, test_int_engine).
+void add_site_tensor(SiteAcc& acc, const at::Tensor& x_in, const kmath::ActQuantConfig& q) {
+  const at::Tensor x = x_in.to(at::kFloat).contiguous();
+  const int64_t T = x.size(0), C = x.size(1);
+  if (acc.channel_absmax.empty()) acc.channel_absmax.assign(size_t(C), 0.f);
+  const at::Tensor ax = x.abs();
+  const at::Tensor chmax = ax.amax(0).cpu(), rowmax = ax.amax(1).cpu();
+  const float* cm = chmax.data_ptr<float>();
+  for (int64_t c = 0; c < C; ++c) acc.channel_absmax[size_t(c)] = std::max(acc.channel_absmax[size_t(c)], cm[c]);
+  acc.token_absmax.add(rowmax.data_ptr<float>(), T);
+  const at::Tensor xd = x.to(at::kDouble), x2 = xd * xd;
+  const ActCodes codes = quant_act_codes_on_device(x, ActQuantConfig{q.bits, !q.sym, q.clip_ratio, q.group_size});
+  const at::Tensor deq = (codes.scale.unsqueeze(1) * (codes.codes.to(at::kFloat) + codes.offset.to(at::kFloat).unsqueeze(1)))
+                             .reshape({T, C});
+  const at::Tensor sums = at::stack({xd.sum(), x2.sum(), (x2 * xd).sum(), (x2 * x2).sum(), (deq - x).pow(2).to(at::kDouble).sum()}).cpu();
+  const double* sp = sums.data_ptr<double>();
+  acc.s1 += sp[0]; acc.s2 += sp[1]; acc.s3 += sp[2]; acc.s4 += sp[3];
+  acc.signal += sp[1]; acc.noise += sp[4];
+  const at::Tensor counts = at::bincount(codes.codes.flatten().to(at::kLong).bitwise_and(15), {}, 16).cpu();
+  for (size_t i = 0; i < 16; ++i) acc.codes[i] += counts.data_ptr<int64_t>()[i];
+  acc.n += T * C;
+}
+
 // Σ(Q_b(x) - x)² per row of x [T, C] for b = 4 and 8 (per-token quantizers of the trace settings).
 void quant_noise_rows(const at::Tensor& x_in, const kmath::ActQuantConfig& q4, const kmath::ActQuantConfig& q8,
                       std::vector<double>& noise4, std::vector<double>& noise8) {
@@ -246,10 +273,13 @@ class Profiler final : public ForwardTaps {
     return kTapBlockInput | kTapAttnResidual | kTapBlockOutput | kTapQkv | kTapO | kTapGateUp | kTapDown | kTapK | kTapV;
   }
 
-  void collect(int64_t layer, TapPoint point, const at::Tensor& x_in) override {
-    // The accumulators read host memory: taps of a model on a CUDA device are copied to the CPU
-    // in fp32 first (one copy per tap; the rotations below are CPU tensors too).
-    const at::Tensor x = x_in.is_cpu() ? x_in : x_in.to(at::kCPU, at::kFloat);
+  void collect(int64_t layer, TapPoint point, const at::Tensor& x) override {
+    // Taps on a CUDA device stay there: the statistics are reduced on the device (the stream-stats
+    // kernels and tensor operations) and only per-row / per-channel summaries come back. CPU taps
+    // take the vectorized host loops unless opts_.tensor_stats asks for the device path.
+    tensor_path_ = !x.is_cpu() || opts_.tensor_stats;
+    if (r1_.defined() && r1_.device() != x.device())
+      for (at::Tensor* r : {&r1_, &r_ff_, &r_o_, &r_hd_}) *r = r->to(x.device());
     switch (point) {
       case kTapBlockInput: h_ = x; add_stream(layer, x); break;
       case kTapAttnResidual: a_ = x; break;
@@ -257,12 +287,12 @@ class Profiler final : public ForwardTaps {
         add_block(layer, h_, a_, x);
         if (layer == L_ - 1) add_stream(L_, x);
         break;
-      case kTapQkv: add_site(sites_[size_t(layer)][0], view_norm_input(x, h_), q4_); break;
-      case kTapO: add_site(sites_[size_t(layer)][1], rotate(x, r_o_), q4_); break;
-      case kTapGateUp: add_site(sites_[size_t(layer)][2], view_norm_input(x, a_), q4_); break;
-      case kTapDown: add_site(sites_[size_t(layer)][3], rotate(x, r_ff_), to_kmath(default_act_quant(4), x.size(1))); break;
-      case kTapK: add_site(sites_[size_t(layer)][4], rotate_heads(x), kv4_); break;
-      case kTapV: add_site(sites_[size_t(layer)][5], rotate_heads(x), kv4_); break;
+      case kTapQkv: site(sites_[size_t(layer)][0], view_norm_input(x, h_), q4_); break;
+      case kTapO: site(sites_[size_t(layer)][1], rotate(x, r_o_), q4_); break;
+      case kTapGateUp: site(sites_[size_t(layer)][2], view_norm_input(x, a_), q4_); break;
+      case kTapDown: site(sites_[size_t(layer)][3], rotate(x, r_ff_), to_kmath(default_act_quant(4), x.size(1))); break;
+      case kTapK: site(sites_[size_t(layer)][4], rotate_heads(x), kv4_); break;
+      case kTapV: site(sites_[size_t(layer)][5], rotate_heads(x), kv4_); break;
     }
   }
 
@@ -351,9 +381,14 @@ class Profiler final : public ForwardTaps {
   }
 
  private:
+  void site(SiteAcc& acc, const at::Tensor& x, const kmath::ActQuantConfig& q) const {
+    if (tensor_path_) add_site_tensor(acc, x, q);
+    else add_site(acc, x, q);
+  }
+
   // The quantizer's basis at the input of block l+1 (DESIGN §4.4): γ ⊙ x, or x·R1 under QuaRot.
   at::Tensor project(const at::Tensor& x, const at::Tensor& gamma) const {
-    // x is a host copy (collect); γ may live on the model's device, in its dtype.
+    // γ lives on the model's device, in its dtype.
     return r1_.defined() ? at::matmul(x.to(at::kFloat), r1_) : x.to(at::kFloat) * gamma.to(x.device(), at::kFloat);
   }
   static at::Tensor rotate(const at::Tensor& x, const at::Tensor& r) { return r.defined() ? at::matmul(x.to(at::kFloat), r) : x; }
@@ -373,30 +408,46 @@ class Profiler final : public ForwardTaps {
     StreamAcc& acc = streams_[size_t(l)];
     const at::Tensor h = h_in.to(at::kFloat).contiguous();
     const int64_t T = h.size(0), d = h.size(1);
-    const float* p = h.data_ptr<float>();
-    for (int64_t t = 0; t < T; ++t) {
-      const float* row = p + t * d;
-      float rmax = 0.f;
-      for (int64_t c = 0; c < d; ++c) {
-        const float av = std::fabs(row[c]);
-        acc.abs.add(av);
-        rmax = std::max(rmax, av);
-        acc.channel_absmax[size_t(c)] = std::max(acc.channel_absmax[size_t(c)], av);
+    if (tensor_path_) {
+      // One pass of the stream-stats kernel (CPU reference on CPU tensors) on the tap's device.
+      const device_ops::StreamTapStats st = device_ops::stream_stats(h);
+      float top = 0.f;
+      for (int64_t t = 0; t < T; ++t) {
+        top = std::max(top, st.rows[size_t(t)].linf);
+        if (t < int64_t(acc.position_sum.size())) acc.position_sum[size_t(t)] += st.rows[size_t(t)].linf;
       }
-      if (t < int64_t(acc.position_sum.size())) acc.position_sum[size_t(t)] += rmax;
+      acc.abs.add_binned(st.abs_hist.data(), st.abs_sum, st.abs_min, top);
+      for (int64_t c = 0; c < d; ++c)
+        acc.channel_absmax[size_t(c)] = std::max(acc.channel_absmax[size_t(c)], st.channel_absmax[size_t(c)]);
+    } else {
+      const float* p = h.data_ptr<float>();
+      for (int64_t t = 0; t < T; ++t) {
+        const float* row = p + t * d;
+        float rmax = 0.f;
+        for (int64_t c = 0; c < d; ++c) {
+          const float av = std::fabs(row[c]);
+          acc.abs.add(av);
+          rmax = std::max(rmax, av);
+          acc.channel_absmax[size_t(c)] = std::max(acc.channel_absmax[size_t(c)], av);
+        }
+        if (t < int64_t(acc.position_sum.size())) acc.position_sum[size_t(t)] += rmax;
+      }
     }
-    // Top-k candidates of this window merged into the running top-k.
+    // Top-k candidates of this window (on the tap's device) merged into the running top-k.
     const int64_t k = std::min<int64_t>(opts_.topk, T * d);
     if (k <= 0) return;
-    const auto [vals, idx] = h.abs().flatten().topk(k);
+    const at::Tensor flat = h.flatten();
+    const auto [vals_d, idx_d] = flat.abs().topk(k);
+    const at::Tensor vals = vals_d.cpu(), idx = idx_d.cpu(), signed_vals = flat.index_select(0, idx_d).cpu();
     const float* vp = vals.data_ptr<float>();
+    const float* sv = signed_vals.data_ptr<float>();
     const int64_t* ip = idx.data_ptr<int64_t>();
     for (int64_t i = 0; i < k; ++i) {
       if (int64_t(acc.top.size()) == opts_.topk && vp[i] <= std::fabs(acc.top.back().value)) break;
       MassiveEntry e;
       e.position = ip[i] / d;
       e.channel = ip[i] % d;
-      e.value = p[ip[i]];
+      e.value = sv[i];
       e.window = window_;
       e.token_id = ids_ ? (*ids_)[size_t(e.position)] : -1;
       e.token_text = e.token_id >= 0 ? model_.tokenizer().token_text(e.token_id) : "";
@@ -416,7 +467,7 @@ class Profiler final : public ForwardTaps {
     const at::Tensor jr_attn = (af - hf).norm(2, -1) / h2;
     const at::Tensor jr_mlp = (of - af).norm(2, -1) / a2;
     for (auto [hist, t] : {std::pair{&acc.jr, &jr}, {&acc.jr_inf, &jr_inf}, {&acc.jr_attn, &jr_attn}, {&acc.jr_mlp, &jr_mlp}}) {
-      const at::Tensor c = t->contiguous();
+      const at::Tensor c = t->to(at::kCPU).contiguous();
       hist->add(c.data_ptr<float>(), c.numel());
     }
     // Historical SNR: history = P h_l, noise = Q_b(P x) - P x for x = h_{l+1} (block) or a_l (MLP).
@@ -424,6 +475,16 @@ class Profiler final : public ForwardTaps {
     const at::Tensor& gamma_next = l + 1 < L_ ? w.layers[size_t(l + 1)].attn_norm : w.final_norm;
     const at::Tensor& gamma_mlp = w.layers[size_t(l)].mlp_norm;
     auto hsnr = [&](const at::Tensor& gamma, const at::Tensor& updated, LinearHistogram& h4, LinearHistogram& h8) {
+      if (tensor_path_) {  // the pair-terms kernel (CPU reference on CPU tensors), P x in it or before it
+        const bool rot = r1_.defined();
+        const auto terms = device_ops::pair_terms(rot ? project(hf, gamma) : hf, rot ? project(updated, gamma) : updated.to(at::kFloat),
+                                                  rot ? at::Tensor() : gamma, q4_, q8_);
+        for (const kmath::PairTerms& t : terms) {
+          h4.add(kmath::hsnr_db(t.hist_sq, t.noise4));
+          h8.add(kmath::hsnr_db(t.hist_sq, t.noise8));
+        }
+        return;
+      }
       const at::Tensor hist_sq = project(hf, gamma).pow(2).sum(-1).to(at::kDouble).contiguous();
       std::vector<double> n4, n8;
       quant_noise_rows(project(updated, gamma), q4_, q8_, n4, n8);
@@ -445,6 +506,7 @@ class Profiler final : public ForwardTaps {
   kmath::ActQuantConfig q4_, q8_, kv4_;
   at::Tensor r1_, r_ff_, r_o_, r_hd_;
   at::Tensor h_, a_;
+  bool tensor_path_ = false;  // this tap's statistics are reduced with tensor ops / kernels (collect)
   std::vector<StreamAcc> streams_;
   std::vector<BlockAcc> blocks_;
   std::vector<std::array<SiteAcc, kNumSites>> sites_;

@@ -95,15 +95,19 @@ ActCodes quant_act_codes(const at::Tensor& x_in, const ActQuantConfig& cfg) {
 }
 
 ActCodes quant_act_codes_on_device(const at::Tensor& x_in, const ActQuantConfig& cfg) {
-  if (cfg.group_size != 0) throw Error(ErrorKind::InvalidArgument, "", "quantizer: integer codes are per token (group_size 0)");
-  const at::Tensor x = x_in.to(at::kFloat).reshape({-1, x_in.size(-1)});
-  const kmath::ActQuantConfig k = to_kmath(cfg, x.size(-1));
+  const kmath::ActQuantConfig k = to_kmath(cfg, x_in.size(-1));
+  // One row per token, or per group of g (whose range need not contain 0, quant_math.hpp).
+  const at::Tensor x = x_in.to(at::kFloat).reshape({-1, cfg.group_size > 0 ? cfg.group_size : x_in.size(-1)});
   const float minq = float(kmath::quant_minq(k.bits, k.sym)), maxq = float(kmath::quant_maxq(k.bits, k.sym));
   // Divisions by full tensors, never by a scalar: ATen turns `t / scalar` into `t * (1 / scalar)`,
   // which rounds differently from the reference's true division.
   auto full = [](const at::Tensor& like, float v) { return at::full_like(like, v); };
-  at::Tensor vmin = at::amin(x, -1).clamp_max(0.0f) * full(x.select(-1, 0), k.clip_ratio);
-  at::Tensor vmax = at::amax(x, -1).clamp_min(0.0f) * full(x.select(-1, 0), k.clip_ratio);
+  at::Tensor lo = at::amin(x, -1), hi = at::amax(x, -1);
+  const at::Tensor with_zero = cfg.group_size > 0 ? lo == hi : at::ones_like(lo, at::kBool);
+  lo = at::where(with_zero, lo.clamp_max(0.0f), lo);
+  hi = at::where(with_zero, hi.clamp_min(0.0f), hi);
+  at::Tensor vmin = lo * full(lo, k.clip_ratio);
+  at::Tensor vmax = hi * full(hi, k.clip_ratio);
   at::Tensor scale, zero;
   if (k.sym) {
     const at::Tensor m = at::maximum(vmin.abs(), vmax);

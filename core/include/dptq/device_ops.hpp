@@ -10,12 +10,19 @@
 //                        H_n the core's hadamard_matrix(n)
 //   int8_gemm            int8 codes × int8 weight codes, exact int32 sums, the integer engine's
 //                        epilogue (gemm_math.hpp); the integer engine's GEMM on CUDA tensors
+//   stream_stats         one residual-stream tap: per token Σv², max|v|, moments; per channel
+//                        absmax; the |v| histogram (stats_math.hpp); the profiler's stream taps
+//   pair_terms           the per-token sums JR / HSNR(4, 8) are made of, for a pair (h, u); the
+//                        profiler's Historical SNR
 //
 // Called by dptq::fake_quant (every activation and KV quantizer) and Rotation::apply (QuaRot's
 // online Hadamard rotations) for CUDA tensors; see docs/kernels.md for what else dispatches.
 #pragma once
 #include <ATen/ATen.h>
 
+#include <vector>
+
+#include "dptq/kernels/stats_math.hpp"
 #include "dptq/quant.hpp"
 
 namespace dptq::device_ops {
@@ -41,5 +48,22 @@ at::Tensor hadamard_rotate(const at::Tensor& x, const at::Tensor& sign, double s
 // kmath::int8_gemm_rows_ref (exact int32 sums, a plain loop: for tests, not speed).
 at::Tensor int8_gemm(const at::Tensor& a, const at::Tensor& a_offset, const at::Tensor& a_scale, const at::Tensor& w,
                      const at::Tensor& w_colsum, const at::Tensor& w_scale, const at::Tensor& bias);
+
+// One tap of the residual stream, x [T, C] (fp32 / fp16 / bf16), summarized on its device and
+// returned to the host (a few kB). CUDA: cuda::stream_stats; CPU: kmath::stream_stats_rows_ref
+// on the fp32 values. abs_sum and abs_min come from tensor operations on x's device.
+struct StreamTapStats {
+  std::vector<kmath::StreamRowStats> rows;  // [T]
+  std::vector<float> channel_absmax;        // [C]
+  std::vector<uint32_t> abs_hist;           // [kmath::kAbsHistBins], dptq::LogHistogram's bins
+  double abs_sum = 0.0, abs_min = 0.0;      // Σ|v| and min |v| over the tap
+};
+StreamTapStats stream_stats(const at::Tensor& x);
+
+// Per token of h, u [T, C] (same dtype and device): kmath::PairTerms in the basis γ ⊙ x (gamma
+// [C], or undefined for the identity), q4 / q8 per-token quantizer configs. CUDA:
+// cuda::pair_terms; CPU: kmath::pair_terms_rows_ref on the fp32 values.
+std::vector<kmath::PairTerms> pair_terms(const at::Tensor& h, const at::Tensor& u, const at::Tensor& gamma,
+                                         const kmath::ActQuantConfig& q4, const kmath::ActQuantConfig& q8);
 
 }  // namespace dptq::device_ops

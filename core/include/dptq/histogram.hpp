@@ -62,6 +62,20 @@ class LogHistogram {
     for (size_t i = 0; i < counts_.size(); ++i) counts_[i] += o.counts_[i];
     m_.merge(o.m_);
   }
+  // Adds values binned elsewhere (the stream-stats kernel's |v| histogram, same bins): counts
+  // [kBins], and the sum, min and max of the |v| they count.
+  void add_binned(const uint32_t* counts, double sum, double min, double max) {
+    detail::Moments m;
+    for (int64_t b = 0; b < kBins; ++b) {
+      counts_[size_t(b)] += counts[b];
+      m.count += counts[b];
+    }
+    if (m.count == 0) return;
+    m.sum = sum;
+    m.min = min;
+    m.max = max;
+    m_.merge(m);
+  }
   int64_t count() const { return m_.count; }
   double mean() const { return m_.mean(); }
   double min() const { return m_.count ? m_.min : 0.0; }

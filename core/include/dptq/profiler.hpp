@@ -28,6 +28,10 @@ struct ProfileOptions {
   double massive_rel_threshold = 1000.0;
   int64_t topk = 16;               // massive-activation candidates kept per stream
   int64_t holdout_tokens = 0;      // windows never reach into the text's last N tokens (held out)
+  // Reduce the statistics with tensor operations and the stream-stats kernels' entries
+  // (device_ops) even for CPU taps: the path CUDA taps always take, so tests can compare it with
+  // the host loops on a machine without a GPU.
+  bool tensor_stats = false;
 };
 
 // The built-in calibration corpus: assets/calibration/*.txt in byte-wise file-name order joined

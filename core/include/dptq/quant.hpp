@@ -50,6 +50,8 @@ ActCodes quant_act_codes(const at::Tensor& x, const ActQuantConfig& cfg);
 // The same codes, scales and offsets computed with tensor operations on x's device (the integer
 // engine on CUDA tensors): the same fp32 operations in the same order (true divisions, round half
 // to even), so equal bit for bit to quant_act_codes (tests/test_int_engine.cpp checks it on CPU).
+// Also takes group quantizers (the profiler's KV sites): then one row per group of group_size
+// ([rows · cols / g, g], scale and offset per group), equal to quant_codes − minq.
 ActCodes quant_act_codes_on_device(const at::Tensor& x, const ActQuantConfig& cfg);
 
 }  // namespace dptq
