@@ -96,6 +96,27 @@ if [ -f "$OUT/cpu.plan.json" ]; then
     for e in fake int; do row "ppl fp32 $d, --engine $e" "$(engines "$d" "$e")"; done
   done
 fi
+# The profiler's device path (stream_stats / pair_terms kernels, tensor-op site statistics) against
+# the CPU's host loops: fp32 traces of the same 8 windows, largest relative difference per metric.
+# (/usr/bin/python3: h5py is the Debian package scripts/setup.sh installs.)
+if "$B/cli/dptq" profile "$M" --calib builtin --samples 8 --seqlen 512 --rotation quarot --device cuda --dtype fp32 \
+     --out "$OUT/cuda.fp32.h5" > /dev/null 2> "$OUT/cuda.fp32.profile.log" && [ -f "$OUT/cpu.h5" ]; then
+  row "profile fp32 cuda vs cpu" "$(/usr/bin/python3 - "$OUT/cuda.fp32.h5" "$OUT/cpu.h5" <<'EOF2'
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+worst = {}
+for name in ("blocks/jump_ratio/mean", "blocks/jump_ratio/p99", "blocks/hsnr4_db/mean", "blocks/hsnr4_mlp_db/mean",
+             "streams/top1_abs", "streams/median_abs", "sites/qkv/sqnr4_db", "sites/k/code_entropy_bits"):
+    if name in a and name in b:
+        x, y = np.asarray(a[name][()], float), np.asarray(b[name][()], float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        worst[name.split("/", 1)[1]] = float(np.max(np.abs(x[ok] - y[ok]) / np.maximum(np.abs(y[ok]), 1e-12))) if ok.any() else 0.0
+print(", ".join(f"{k} {v:.1e}" for k, v in worst.items()) + " (max rel. diff; rounding: ~1e-5, a flipped code ~1e-3)")
+EOF2
+)"
+else
+  row "profile fp32 cuda vs cpu" "FAILED: see $OUT/cuda.fp32.profile.log"; status=1
+fi
 row "total" "$(( $(date +%s) - start )) s"
 echo
 printf '%s\n' "${SUMMARY[@]}"
