@@ -103,7 +103,7 @@ if [ ! -f "$OUT/full_quarot-rtn.json" ]; then
 fi
 # 5. The rest of the grid on the full test file (148 windows). Each cell is cut into 4 slices of
 #    37 windows (`dptq ppl --first-window F --max-windows 37`); GRID_WORKERS workers (default 2)
-#    of nproc / GRID_WORKERS threads each take the slices in order (1.19x the windows/s of one
+#    of nproc / GRID_WORKERS threads (or GRID_THREADS) each take the slices in order (1.19x the windows/s of one
 #    2-thread process: bench/bench_workers.sh), so a stopped run loses at most
 #    the slices under way, and tools/combine_ppl.py adds a finished cell's slices into
 #    full/<method>_<policy>_k<k>.json: the same perplexity as one `dptq ppl` over the whole file.
@@ -192,7 +192,7 @@ worker() {
 }
 pids=()
 for (( i = 0; i < WORKERS; i++ )); do
-  OMP_NUM_THREADS=$(( $(nproc) / WORKERS > 0 ? $(nproc) / WORKERS : 1 )) worker & pids+=($!)
+  OMP_NUM_THREADS=${GRID_THREADS:-$(( $(nproc) / WORKERS > 0 ? $(nproc) / WORKERS : 1 ))} worker & pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
 log "done"
