@@ -97,6 +97,22 @@ def main():
             gb = [x["nll_gain"] for x in b[0]["blocks"]]
             print(f"- {NAMES[method]}: Spearman(calibration gain, WikiText-2 gain) = {spearman(ga, gb):+.3f}")
 
+    print("\nHow noisy are the measured gains themselves? Per measurement: the blocks' variance of the gain, "
+          "the mean squared standard error of a block's gain over the windows, the reliability "
+          "1 − mean(SE²) / variance and its square root, the correlation a perfect score could reach "
+          "against a measurement this noisy (a rough figure: the SE treats each block alone, while the "
+          "blocks share windows, so differences between blocks are less noisy than this says):\n")
+    print("| method | text | variance of gains | mean SE² | reliability | √reliability |")
+    print("|---|---|---|---|---|---|")
+    for (method, text), (m, _) in got.items():
+        g = [b["nll_gain"] for b in m["blocks"]]
+        se2 = sum(b["nll_gain_se"] ** 2 for b in m["blocks"]) / len(g)
+        mean = sum(g) / len(g)
+        var = sum((x - mean) ** 2 for x in g) / (len(g) - 1)
+        rel = 1 - se2 / var
+        print(f"| {NAMES[method]} | {text} | {var:.2e} | {se2:.2e} | {rel:+.2f} | "
+              f"{(rel ** 0.5 if rel > 0 else 0):.2f} |")
+
     print("\nPerplexity, WikiText-2 test, first 8 windows × 2048 tokens (the windows of §5's sweeps); "
           "plans from the calibration trace only:\n")
     budgets = (0, 1, 2, 4, 8)
