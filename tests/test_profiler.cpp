@@ -48,6 +48,15 @@ double exact_quantile(std::vector<double> v, double q) {
   return v[rank - 1];
 }
 
+// The synthetic model with a massive channel planted from block `emerge` to block `vanish`.
+dptq::Model planted_model(int64_t layers, int64_t emerge, int64_t vanish) {
+  dptq::SyntheticSpec spec;
+  spec.n_layers = layers;
+  spec.emerge_block = emerge;
+  spec.vanish_block = vanish;
+  return dptq::make_synthetic_model(spec);
+}
+
 }  // namespace
 
 TEST_CASE("planted emergence and disappearance are found exactly; JR peaks there") {
@@ -109,11 +118,7 @@ TEST_CASE("no planted outliers: no massive activations, no phases") {
 }
 
 TEST_CASE("metrics equal direct computations on one window") {
-  dptq::SyntheticSpec spec;
-  spec.n_layers = 3;
-  spec.emerge_block = 0;
-  spec.vanish_block = 2;
-  const dptq::Model m = dptq::make_synthetic_model(spec);
+  const dptq::Model m = planted_model(3, 0, 2);
   auto o = small_options();
   o.samples = 1;
   const dptq::Trace t = dptq::profile_model(m, o);
@@ -213,11 +218,7 @@ TEST_CASE("the device path (stream-stats kernels' entries, tensor ops) gives the
   // operations. tensor_stats runs that path on CPU tensors (the kernels' CPU references), so it is
   // checked here against the vectorized host loops; on a GPU the kernels' suites compare the
   // kernels with the same references.
-  dptq::SyntheticSpec spec;
-  spec.n_layers = 6;
-  spec.emerge_block = 2;
-  spec.vanish_block = 4;
-  const dptq::Model m = dptq::make_synthetic_model(spec);
+  const dptq::Model m = planted_model(6, 2, 4);
   for (const char* rotation : {"none", "quarot"}) {
     CAPTURE(rotation);
     auto o = small_options();
