@@ -19,7 +19,7 @@ NAMES = {"rtn": "RTN", "quarot-rtn": "QuaRot-RTN", "quarot-gptq": "QuaRot-GPTQ",
 GRID_METHODS = ("rtn", "quarot-rtn", "quarot-gptq")
 GRID_POLICIES = ("dynamicptq", "first-last")
 # Issue 12, acceptance 3: the 1.1 score and its controls, on the rotated methods only.
-NEW_POLICIES = ("dynamicptq-hsnr", "measured", "random")
+NEW_POLICIES = ("dynamicptq-hsnr", "first-last-rerun", "measured", "random")
 NEW_METHODS = ("quarot-rtn", "quarot-gptq")
 GRID_BUDGETS = (1, 2, 4, 8)
 
@@ -33,7 +33,9 @@ GRID_CELLS = sum(1 + len(grid_policies(m)) * len(GRID_BUDGETS) for m in GRID_MET
 # "dynamicptq-jr" (phase boundaries, then JR p99) was named "dynamicptq": they keep the old name,
 # the tables print the current one. Files named "dynamicptq-hsnr" hold the 1.1 `dynamicptq` policy
 # (docs/metrics.md §9).
-LABELS = {"dynamicptq": "dynamicptq-jr", "dynamicptq-hsnr": "**dynamicptq** (1.1)"}
+# "first-last-rerun" is first-last measured again with the build of the 1.1 rows (scripts/results.sh).
+LABELS = {"dynamicptq": "dynamicptq-jr", "dynamicptq-hsnr": "**dynamicptq** (1.1)",
+          "first-last-rerun": "first-last (1.1 build)"}
 
 
 def label(policy):
@@ -168,11 +170,16 @@ def full_grid():
             "  --method M --out P.json` (step 5 of `scripts/results.sh`; outputs and plans in",
             "  [`data/results/full/`](data/results/full/)). Slices run two at a time, so a sliced cell takes about half its `seconds`;",
             "  step 5 runs the most informative cells first and resumes where it stopped.",
-            "- Rows `**dynamicptq** (1.1)`, `measured` and `random` (issue 12, acceptance 3; files named",
-            "  `M_dynamicptq-hsnr_kK`, `M_measured_kK`, `M_random_kK`): `--policy dynamicptq` (the 1.1 score,",
-            "  docs/metrics.md §9) and `--policy random` on the same trace, `--policy measured` on",
-            "  `data/sensitivity/M_builtin_8x512.h5` (single-block gains measured on the built-in calibration",
-            "  text, §6). Their plans were committed before any of their full-file numbers existed.",
+            "- Rows `**dynamicptq** (1.1)`, `first-last (1.1 build)`, `measured` and `random` (issue 12,",
+            "  acceptance 3; files `M_dynamicptq-hsnr_kK`, `M_first-last-rerun_kK`, `M_measured_kK`,",
+            "  `M_random_kK`): `--policy dynamicptq` (the 1.1 score, docs/metrics.md §9), `first-last` and",
+            "  `random` on the same trace, `--policy measured` on `data/sensitivity/M_builtin_8x512.h5`",
+            "  (single-block gains measured on the built-in calibration text, §6). Their plans were committed",
+            "  before any of their full-file numbers existed. They run on the current forward code, which",
+            "  rounds differently from the one behind the rows above (8 windows of QuaRot-RTN W4A4KV4:",
+            "  96.10 then, 95.14 now; a rounding change moves W4A4KV4 perplexity by ~1%, docs/benchmarks.md",
+            "  §1): compare the 1.1 rows with each other, `first-last (1.1 build)` being the issue's bar",
+            "  (their brackets use the earlier code's W4A4KV4 column).",
             "- A cell whose file has a `slices` list ran as 4 slices of 37 windows (`--first-window F",
             "  --max-windows 37`, outputs in `data/results/full/slices/`), two at a time on one thread each;",
             "  `tools/combine_ppl.py` adds the slices' NLL sums: the same number as the",
