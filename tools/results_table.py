@@ -152,10 +152,8 @@ def full_grid():
                 else:
                     row.append(f"{v:.2f} ({100 * (base - v) / (base - fp['ppl']):.1f}%)" if base else f"{v:.2f}")
             out.append(f"| {NAMES[m]} | {label(p)} | " + " | ".join(row) + " |")
-    under_way = slices_under_way()
+    # (Cells under way are not named here: this block must not change with every slice.)
     line = f"{len(cells)} of {GRID_CELLS} quantized cells measured"
-    if len(cells) < GRID_CELLS and under_way:
-        line += "; under way: " + ", ".join(f"{stem} ({n} of 4 slices)" for stem, n in sorted(under_way.items()))
     seconds = [sec for _, sec in cells.values()]
     agree, compared = subset_agreement(cells)
     out += ["", line + f"; one cell's `seconds` (the sum over its slices) range from {min(seconds) / 60:.0f} to",
@@ -255,6 +253,9 @@ def main():
     grid = full_grid()
     if grid:
         print("\n" + "\n".join(grid))
+        under_way = slices_under_way()
+        if under_way:
+            print("\nUnder way: " + ", ".join(f"{stem} ({n} of 4 slices)" for stem, n in sorted(under_way.items())))
     q, rel, sim = load("quantize.json"), load("reload.json"), load("simulated.json")
     if q and rel and sim:
         d = abs(rel["ppl"] - sim["ppl"]) / sim["ppl"]
