@@ -154,13 +154,15 @@ cell_plan() {  # method policy budget out
 }
 FULL=$OUT/full
 SLICES=$FULL/slices
-CLAIMS=$BUILD/results-claims    # one folder per slice under way; cleared at start (one script at a time)
+CLAIMS=$BUILD/results-claims    # one folder per slice under way; cleared at start, except that
+# GRID_JOIN=1 adds this script's workers to a run already under way (e.g. once a core frees up)
 CKPTS=$BUILD/results-ckpt
 SLICE=37
 NWIN=148
 WORKERS=${GRID_WORKERS:-2}
 mkdir -p "$SLICES" "$CKPTS"
-rm -rf "$CLAIMS"; mkdir -p "$CLAIMS"
+[ -n "${GRID_JOIN:-}" ] || rm -rf "$CLAIMS"
+mkdir -p "$CLAIMS"
 todo=()
 for cell in "${CELLS[@]}"; do
   read -r m p k <<< "$cell"
