@@ -128,6 +128,35 @@ def slices_under_way():
     return {stem: n for stem, n in done.items() if not os.path.exists(os.path.join(DIR, "full", stem + ".json"))}
 
 
+def slice_ppls(method, policy, k):
+    """{first window: perplexity} of a sliced full-file cell ({} for a cell run as one command)."""
+    r = load(os.path.join("full", f"{method}_{policy}_k{k}.json"))
+    return {s["first_window"]: s["ppl"] for s in r.get("slices", [])} if r else {}
+
+
+def versus_first_last():
+    """Acceptance 3's bar, same build: the 1.1 `dynamicptq` against first-last (1.1 build), per
+    method and budget where both cells exist, with the number of 37-window slices it wins."""
+    rows = []
+    for m in NEW_METHODS:
+        for k in GRID_BUDGETS:
+            new, old = (load(os.path.join("full", f"{m}_{p}_k{k}.json")) for p in ("dynamicptq-hsnr", "first-last-rerun"))
+            if not (new and old):
+                continue
+            a, b = slice_ppls(m, "dynamicptq-hsnr", k), slice_ppls(m, "first-last-rerun", k)
+            both = sorted(set(a) & set(b))
+            wins = sum(a[w] < b[w] for w in both)
+            rows.append(f"| {NAMES[m]} | {k} | {new['ppl']:.2f} | {old['ppl']:.2f} | "
+                        f"{100 * (new['ppl'] - old['ppl']) / old['ppl']:+.1f}% | {wins} of {len(both)} |")
+    if not rows:
+        return []
+    return ["", "The 1.1 `dynamicptq` against first-last, both on the 1.1 build (the bar of issue 12, acceptance 3).",
+            "Difference: relative to first-last, negative where the new score's perplexity is lower. Slices",
+            "won: of the file's four 37-window quarters, those where the new score's perplexity is lower:", "",
+            "| method | k | **dynamicptq** (1.1) | first-last (1.1 build) | difference | slices won |",
+            "|---|---|---|---|---|---|"] + rows
+
+
 def full_grid():
     """The full-file block of docs/results.md (between GRID_START and GRID_END), as a list of lines."""
     cells = full_cells()
@@ -152,6 +181,7 @@ def full_grid():
                 else:
                     row.append(f"{v:.2f} ({100 * (base - v) / (base - fp['ppl']):.1f}%)" if base else f"{v:.2f}")
             out.append(f"| {NAMES[m]} | {label(p)} | " + " | ".join(row) + " |")
+    out += versus_first_last()
     # (Cells under way are not named here: this block must not change with every slice.)
     line = f"{len(cells)} of {GRID_CELLS} quantized cells measured"
     seconds = [sec for _, sec in cells.values()]
