@@ -128,12 +128,6 @@ def slices_under_way():
     return {stem: n for stem, n in done.items() if not os.path.exists(os.path.join(DIR, "full", stem + ".json"))}
 
 
-def slice_ppls(method, policy, k):
-    """{first window: perplexity} of a sliced full-file cell ({} for a cell run as one command)."""
-    r = load(os.path.join("full", f"{method}_{policy}_k{k}.json"))
-    return {s["first_window"]: s["ppl"] for s in r.get("slices", [])} if r else {}
-
-
 def versus_first_last():
     """Acceptance 3's bar, same build: the 1.1 `dynamicptq` against first-last (1.1 build), per
     method and budget where both cells exist, with the number of 37-window slices it wins."""
@@ -143,11 +137,11 @@ def versus_first_last():
             new, old = (load(os.path.join("full", f"{m}_{p}_k{k}.json")) for p in ("dynamicptq-hsnr", "first-last-rerun"))
             if not (new and old):
                 continue
-            a, b = slice_ppls(m, "dynamicptq-hsnr", k), slice_ppls(m, "first-last-rerun", k)
+            a, b = ({s["first_window"]: s["ppl"] for s in r.get("slices", [])} for r in (new, old))
             both = sorted(set(a) & set(b))
-            wins = sum(a[w] < b[w] for w in both)
+            won = f"{sum(a[w] < b[w] for w in both)} of {len(both)}" if both else "—"
             rows.append(f"| {NAMES[m]} | {k} | {new['ppl']:.2f} | {old['ppl']:.2f} | "
-                        f"{100 * (new['ppl'] - old['ppl']) / old['ppl']:+.1f}% | {wins} of {len(both)} |")
+                        f"{100 * (new['ppl'] - old['ppl']) / old['ppl']:+.1f}% | {won} |")
     if not rows:
         return []
     return ["", "The 1.1 `dynamicptq` against first-last, both on the 1.1 build (the bar of issue 12, acceptance 3).",
