@@ -281,6 +281,7 @@ int cmd_ppl(const std::string& model_path, const std::string& text_path, const d
 struct ZeroShotArgs {
   std::vector<std::string> tasks = dptq::zeroshot_task_names();
   int64_t limit = -1;
+  int64_t first_item = 0;  // skip this many items of each task (a slice of a long run)
   std::string data_dir;
   std::string per_item;  // write every item's scores to this JSON file
   dptq::ZeroShotOptions opts;
@@ -293,6 +294,8 @@ double headline(const dptq::ZeroShotResult& r) { return r.has_acc_norm ? r.acc_n
 int cmd_zeroshot(const std::string& model_path, ZeroShotArgs za, const std::string& device, QuantArgs qa, bool as_json) {
   const dptq::Device dev = dptq::parse_device(device);
   if (za.limit == 0 || za.limit < -1) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--limit must be positive");
+  if (za.first_item < 0)
+    throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--first-item must be >= 0 (got " + std::to_string(za.first_item) + ")");
   if (za.tasks.empty()) throw dptq::Error(dptq::ErrorKind::InvalidArgument, "", "--tasks is empty");
   if (!za.per_item.empty()) check_output_file(za.per_item);
   const fs::path root = za.data_dir.empty() ? dptq::default_zeroshot_dir() : fs::path(za.data_dir);
@@ -301,8 +304,22 @@ int cmd_zeroshot(const std::string& model_path, ZeroShotArgs za, const std::stri
   for (const std::string& t : za.tasks)
     if (std::find(known.begin(), known.end(), t) == known.end())
       (void)dptq::load_zeroshot_task(fs::path(), t);  // throws: unknown task, listing the known ones
+  // Items [first, first + limit) of each task. One item more is read to know whether the slice
+  // reaches the end of the task (`to_end`, what tools/combine_zeroshot.py checks).
   std::vector<dptq::ZeroShotTask> tasks;
-  for (const std::string& t : za.tasks) tasks.push_back(dptq::load_zeroshot_task(root, t, za.limit));
+  std::vector<bool> to_end;
+  const int64_t first = za.first_item;
+  for (const std::string& t : za.tasks) {
+    dptq::ZeroShotTask task = dptq::load_zeroshot_task(root, t, za.limit == -1 ? -1 : first + za.limit + 1);
+    const int64_t n = int64_t(task.items.size());
+    if (first >= n)
+      throw dptq::Error(dptq::ErrorKind::InvalidArgument, task.source,
+                        "--first-item " + std::to_string(first) + " is out of range: task " + t + " has " + std::to_string(n) + " items");
+    to_end.push_back(za.limit == -1 || n <= first + za.limit);
+    task.items.erase(task.items.begin(), task.items.begin() + first);
+    if (za.limit != -1 && int64_t(task.items.size()) > za.limit) task.items.resize(size_t(za.limit));
+    tasks.push_back(std::move(task));
+  }
   const dptq::ModelInfo info = dptq::inspect_model(model_path);
   const std::optional<dptq::Plan> plan = check_quant_args(qa, info, false);
   dptq::Model model = load_for_eval(model_path, dev, qa, plan, "zeroshot");
@@ -318,8 +335,8 @@ int cmd_zeroshot(const std::string& model_path, ZeroShotArgs za, const std::stri
   double avg = 0;
   for (const auto& r : results) avg += headline(r);
   avg /= double(results.size());
-  auto task_json = [&](const dptq::ZeroShotResult& r, bool items) {
-    json j = {{"n", r.n}, {"acc", r.acc}, {"acc_stderr", r.acc_stderr},
+  auto task_json = [&](const dptq::ZeroShotResult& r, bool end, bool items) {
+    json j = {{"n", r.n}, {"first_item", first}, {"to_end", end}, {"acc", r.acc}, {"acc_stderr", r.acc_stderr},
               {"acc_norm", r.has_acc_norm ? json(r.acc_norm) : json(nullptr)},
               {"acc_norm_stderr", r.has_acc_norm ? json(r.acc_norm_stderr) : json(nullptr)},
               {"ppl", r.has_ppl ? json(r.ppl) : json(nullptr)}, {"headline", headline(r)}, {"seconds", r.seconds},
@@ -330,7 +347,7 @@ int cmd_zeroshot(const std::string& model_path, ZeroShotArgs za, const std::stri
         const auto& it = r.items[i];
         json ll = json::array(), gr = json::array(), tk = json::array();
         for (const auto& c : it.choices) ll.push_back(c.loglik), gr.push_back(c.greedy), tk.push_back(c.tokens);
-        arr.push_back({{"index", i}, {"gold", it.gold}, {"ll", ll}, {"greedy", gr}, {"tokens", tk}});
+        arr.push_back({{"index", first + int64_t(i)}, {"gold", it.gold}, {"ll", ll}, {"greedy", gr}, {"tokens", tk}});
       }
       j["items"] = arr;
     }
@@ -339,8 +356,8 @@ int cmd_zeroshot(const std::string& model_path, ZeroShotArgs za, const std::stri
   const std::string quant = dptq::quant_summary(model);
   auto report = [&](bool items) {
     json tj = json::object();
-    for (const auto& r : results) tj[r.task] = task_json(r, items);
-    return json{{"model", model_path}, {"data", root.string()}, {"limit", za.limit}, {"quantization", quant},
+    for (size_t i = 0; i < results.size(); ++i) tj[results[i].task] = task_json(results[i], to_end[i], items);
+    return json{{"model", model_path}, {"data", root.string()}, {"limit", za.limit}, {"first_item", first}, {"quantization", quant},
                 {"method", dptq::is_quantized(model) ? json(dptq::model_plan(model).base_method) : json(nullptr)},
                 {"plan", qa.plan_path.empty() ? json(nullptr) : json(qa.plan_path)},
                 {"engine", dptq::is_quantized(model) ? dptq::engine_name(dptq::model_engine(model)) : "fp"},
@@ -857,6 +874,9 @@ int main(int argc, char** argv) {
   zeroshot->add_option("--tasks", zs_args.tasks, "Comma-separated: piqa,arc_easy,arc_challenge,winogrande,lambada,boolq,hellaswag")
       ->delimiter(',')->capture_default_str();
   zeroshot->add_option("--limit", zs_args.limit, "First N items of each task (-1: all)")->capture_default_str();
+  zeroshot->add_option("--first-item", zs_args.first_item,
+                       "Skip the first F items of each task: with --limit N, items F..F+N-1 (a slice; tools/combine_zeroshot.py "
+                       "joins slices)")->capture_default_str();
   zeroshot->add_option("--data", zs_args.data_dir, "Task data folder (default: $DPTQ_ZEROSHOT_DIR or ../shared/data/zeroshot)");
   zeroshot->add_option("--batch-tokens", zs_args.opts.batch_tokens, "Pack items into one forward pass up to this many tokens")
       ->capture_default_str();

@@ -36,19 +36,43 @@ zeroshot_step() {
       runs+=("quarot-rtn_${p}_k$k $CK/quarot-rtn --plan $plan")
     done
   done
-  # One file per configuration and task (NAME_TASK_TAG.json), so a long run resumes per task;
-  # tools/zeroshot_table.py also reads the older one-file-per-configuration NAME_TAG.json.
+  # One file per configuration and task (NAME_TASK_TAG.json); tools/zeroshot_table.py also reads
+  # the older one-file-per-configuration NAME_TAG.json. A whole task (tag all) runs in slices of
+  # ZS_SLICE items (slices/NAME_TASK_all.iF.json, --first-item F), joined by
+  # tools/combine_zeroshot.py when the last one lands, so a long run resumes per slice.
+  local slice=${ZS_SLICE:-1000}
+  mkdir -p "$ZS/slices"
   for r in "${runs[@]}"; do
     read -r name model extra <<< "$r"
     [ -f "$ZS/${name}_$tag.json" ] && continue
     for task in piqa arc_easy arc_challenge winogrande lambada boolq hellaswag; do
       local f=$ZS/${name}_${task}_$tag.json
       [ -f "$f" ] && continue
-      log "zeroshot $name $task ($tag)"
-      # shellcheck disable=SC2086
-      "$DPTQ" zeroshot "$model" $extra --tasks "$task" --limit "$LIMIT" --json > "$f.tmp" 2> "$f.log" ||
-        { log "FAILED: see $f.log"; return 1; }
-      mv "$f.tmp" "$f"; rm -f "$f.log"
+      if [ "$LIMIT" != -1 ]; then
+        log "zeroshot $name $task ($tag)"
+        # shellcheck disable=SC2086
+        "$DPTQ" zeroshot "$model" $extra --tasks "$task" --limit "$LIMIT" --json > "$f.tmp" 2> "$f.log" ||
+          { log "FAILED: see $f.log"; return 1; }
+        mv "$f.tmp" "$f"; rm -f "$f.log"
+        continue
+      fi
+      local first=0 parts=() s
+      while :; do
+        s=$ZS/slices/${name}_${task}_$tag.i$first.json
+        if [ ! -f "$s" ]; then
+          log "zeroshot $name $task, items $first..$((first + slice - 1))"
+          # shellcheck disable=SC2086
+          "$DPTQ" zeroshot "$model" $extra --tasks "$task" --first-item "$first" --limit "$slice" --json > "$s.tmp" 2> "$s.log" ||
+            { log "FAILED: see $s.log"; return 1; }
+          mv "$s.tmp" "$s"; rm -f "$s.log"
+        fi
+        parts+=("$s")
+        python3 -c 'import json, sys; sys.exit(0 if next(iter(json.load(open(sys.argv[1]))["tasks"].values()))["to_end"] else 1)' "$s" && break
+        first=$((first + slice))
+      done
+      local msg
+      msg=$(python3 tools/combine_zeroshot.py "$f" "${parts[@]}") || { log "FAILED: tools/combine_zeroshot.py $f"; return 1; }
+      log "$msg"
     done
   done
   python3 tools/zeroshot_table.py "$ZS" "$tag"

@@ -192,6 +192,102 @@ TEST_CASE("ppl --first-window: slices of a run add up to the whole run") {
   check_user_error(dptq_cli(base + " --first-window -1"), "--first-window must be >= 0");
 }
 
+TEST_CASE("zeroshot --first-item: slices joined by tools/combine_zeroshot.py equal the whole run") {
+  // Five items each of PIQA (acc, acc_norm) and LAMBADA (greedy acc, perplexity), in the formats of
+  // ../shared/data/zeroshot.
+  const fs::path dir = dptq::test::scratch_dir("cli_zeroshot_slices");
+  fs::create_directories(dir / "data" / "piqa");
+  fs::create_directories(dir / "data" / "lambada");
+  {
+    std::ofstream piqa(dir / "data" / "piqa" / "valid.jsonl"), labels(dir / "data" / "piqa" / "valid-labels.lst");
+    std::ofstream lam(dir / "data" / "lambada" / "lambada_test.jsonl");
+    const char* words[] = {"fox", "dog", "stream", "block", "scale"};
+    for (int i = 0; i < 5; ++i) {
+      piqa << json{{"goal", "how to move the " + std::string(words[i])}, {"sol1", "jump over it " + std::to_string(i)},
+                   {"sol2", std::string("the quick brown ") + words[(i + 2) % 5]}}.dump() << "\n";
+      labels << i % 2 << "\n";
+      lam << json{{"text", "the residual stream jumps over the lazy " + std::string(words[i])}}.dump() << "\n";
+    }
+  }
+  const std::string base = "zeroshot " + q(fx().gguf) + " --data " + q(dir / "data") + " --json --tasks ";
+  const std::string tool = "python3 '" + std::string(DPTQ_SOURCE_DIR) + "/tools/combine_zeroshot.py' ";
+  for (const std::string task : {"piqa", "lambada"}) {
+    CAPTURE(task);
+    Run r = dptq_cli(base + task + " --per-item " + q(dir / (task + "_whole_items.json")));
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+    const json whole = json::parse(r.out)["tasks"][task];
+    CHECK(whole["n"] == 5);
+    CHECK(whole["first_item"] == 0);
+    CHECK(whole["to_end"] == true);
+    // Slices [0, 2), [2, 4), [4, 5): only the last reaches the end of the task.
+    std::vector<std::string> files;
+    for (int first : {0, 2, 4}) {
+      r = dptq_cli(base + task + " --first-item " + std::to_string(first) + " --limit 2 --per-item " +
+                   q(dir / (task + "_items" + std::to_string(first) + ".json")));
+      REQUIRE_MESSAGE(r.code == 0, r.err);
+      const json sl = json::parse(r.out);
+      CHECK(sl["tasks"][task]["first_item"] == first);
+      CHECK(sl["tasks"][task]["n"] == std::min(2, 5 - first));
+      CHECK(sl["tasks"][task]["to_end"] == (first == 4));
+      files.push_back((dir / (task + std::to_string(first) + ".json")).string());
+      std::ofstream(files.back()) << sl.dump();
+    }
+    // The middle slice scores items 2 and 3 of the whole run (same indices, same log-likelihoods).
+    const json wi = json::parse(slurp(dir / (task + "_whole_items.json")))["tasks"][task]["items"];
+    const json si = json::parse(slurp(dir / (task + "_items2.json")))["tasks"][task]["items"];
+    REQUIRE(si.size() == 2);
+    for (int i = 0; i < 2; ++i) {
+      CHECK(si[i]["index"] == 2 + i);
+      for (size_t c = 0; c < si[i]["ll"].size(); ++c)
+        CHECK(si[i]["ll"][c].get<double>() == doctest::Approx(wi[2 + i]["ll"][c].get<double>()).epsilon(1e-9));
+    }
+    // A slice ending exactly at the last item reaches the end; one ending before it does not.
+    r = dptq_cli(base + task + " --first-item 3 --limit 2");
+    REQUIRE(r.code == 0);
+    CHECK(json::parse(r.out)["tasks"][task]["to_end"] == true);
+    r = dptq_cli(base + task + " --first-item 3 --limit 1");
+    REQUIRE(r.code == 0);
+    CHECK(json::parse(r.out)["tasks"][task]["to_end"] == false);
+    // Joined (in any order), the slices give the whole run's metrics.
+    const fs::path all = dir / (task + "_all.json");
+    REQUIRE(std::system((tool + q(all) + " " + files[2] + " " + files[0] + " " + files[1] + " > /dev/null").c_str()) == 0);
+    const json joined = json::parse(slurp(all));
+    const json jt = joined["tasks"][task];
+    CHECK(jt["n"] == 5);
+    CHECK(joined["slices"].size() == 3);
+    CHECK(jt["acc"].get<double>() == doctest::Approx(whole["acc"].get<double>()).epsilon(1e-12));
+    CHECK(jt["acc_stderr"].get<double>() == doctest::Approx(whole["acc_stderr"].get<double>()).epsilon(1e-9));
+    CHECK(jt["headline"].get<double>() == doctest::Approx(whole["headline"].get<double>()).epsilon(1e-12));
+    if (task == "piqa") {
+      CHECK(jt["acc_norm"].get<double>() == doctest::Approx(whole["acc_norm"].get<double>()).epsilon(1e-12));
+      CHECK(jt["ppl"].is_null());
+    } else {
+      CHECK(jt["acc_norm"].is_null());
+      // Exactly exp(-mean log-likelihood) over the slices' items; the whole run packs its items
+      // into other fp32 batches, so it agrees to rounding only.
+      double nll = 0;
+      for (const std::string& f : files) {
+        const json t = json::parse(slurp(f))["tasks"][task];
+        nll += t["n"].get<double>() * std::log(t["ppl"].get<double>());
+      }
+      CHECK(jt["ppl"].get<double>() == doctest::Approx(std::exp(nll / 5)).epsilon(1e-12));
+      CHECK(jt["ppl"].get<double>() == doctest::Approx(whole["ppl"].get<double>()).epsilon(1e-5));
+    }
+    CHECK(jt["tokens"] == whole["tokens"]);
+    // A gap, or slices that stop before the end: one line, exit 2, no output file.
+    const int gap = std::system((tool + q(dir / "gap.json") + " " + files[0] + " " + files[2] + " 2> " + q(dir / "gap.err")).c_str());
+    CHECK(WEXITSTATUS(gap) == 2);
+    CHECK(!fs::exists(dir / "gap.json"));
+    CHECK(slurp(dir / "gap.err").find("starts at item 4, leaves items 2..3 out") != std::string::npos);
+    const int open = std::system((tool + q(dir / "open.json") + " " + files[0] + " " + files[1] + " 2> " + q(dir / "open.err")).c_str());
+    CHECK(WEXITSTATUS(open) == 2);
+    CHECK(slurp(dir / "open.err").find("the slices end at item 3, before the end of task " + task) != std::string::npos);
+  }
+  // Out of range: one line naming the task file, exit 2.
+  check_user_error(dptq_cli(base + "piqa --first-item 5"), "--first-item 5 is out of range: task piqa has 5 items");
+  check_user_error(dptq_cli(base + "piqa --first-item -1"), "--first-item must be >= 0");
+}
+
 TEST_CASE("docs/results.md: the full-file table is what the committed JSON outputs give") {
   // tools/results_table.py --check regenerates the full-grid block of docs/results.md from
   // docs/data/results/ and fails on any difference, so a hand edit or a stale table is caught.
