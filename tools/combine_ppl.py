@@ -11,27 +11,19 @@ reports (up to the order of a double sum: ~1e-15 relative). The slices must cove
 
 Writes OUT atomically (temporary file, then rename). Bad input: one line on stderr, exit code 2.
 """
-import json
 import math
 import os
 import sys
 
+from slice_io import Tool
+
 SAME = ("model", "text", "seqlen", "text_tokens", "method", "plan", "quantization")
-
-
-def fail(msg):
-    print(f"combine_ppl: error: {msg}", file=sys.stderr)
-    sys.exit(2)
+TOOL = Tool("combine_ppl")
+fail = TOOL.fail
 
 
 def load(path):
-    try:
-        with open(path) as f:
-            d = json.load(f)
-    except OSError as e:
-        fail(f"{path}: cannot read ({e.strerror})")
-    except json.JSONDecodeError as e:
-        fail(f"{path}: not JSON ({e.msg}, line {e.lineno})")
+    d = TOOL.load(path)
     for key in SAME + ("nll_sum", "predicted", "tokens", "windows", "first_window", "seconds"):
         if key not in d:
             fail(f"{path}: no '{key}' (not the output of `dptq ppl --json` with --first-window support)")
@@ -82,11 +74,7 @@ def main(argv):
     if len(argv) < 3:
         fail("usage: combine_ppl.py OUT.json SLICE.json [SLICE.json ...]")
     out = combine(argv[2:])
-    tmp = f"{argv[1]}.{os.getpid()}.tmp"  # two workers may finish the same cell at once
-    with open(tmp, "w") as f:
-        json.dump(out, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, argv[1])
+    TOOL.write(argv[1], out)  # two workers may finish the same cell at once
     print(f"{argv[1]}: ppl {out['ppl']:.4f} over {out['windows']} windows from {len(argv) - 2} slices")
 
 

@@ -17,27 +17,19 @@ OUT has the format of one `dptq zeroshot --json` run over the whole task (limit 
 plus the list of slices. Written atomically (temporary file, then rename). Bad input: one line on
 stderr, exit code 2.
 """
-import json
 import math
 import os
 import sys
 
+from slice_io import Tool
+
 SAME = ("model", "data", "quantization", "method", "plan", "engine")
-
-
-def fail(msg):
-    print(f"combine_zeroshot: error: {msg}", file=sys.stderr)
-    sys.exit(2)
+TOOL = Tool("combine_zeroshot")
+fail = TOOL.fail
 
 
 def load(path):
-    try:
-        with open(path) as f:
-            d = json.load(f)
-    except OSError as e:
-        fail(f"{path}: cannot read ({e.strerror})")
-    except json.JSONDecodeError as e:
-        fail(f"{path}: not JSON ({e.msg}, line {e.lineno})")
+    d = TOOL.load(path)
     for key in SAME + ("tasks", "threads"):
         if key not in d:
             fail(f"{path}: no '{key}' (not the output of `dptq zeroshot --json`)")
@@ -124,11 +116,7 @@ def main(argv):
         return 2
     out_path = argv[1]
     result = combine(argv[2:])
-    tmp = out_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, out_path)
+    TOOL.write(out_path, result)
     t = next(iter(result["tasks"].values()))
     print(f"{out_path}: {next(iter(result['tasks']))} {t['headline']:.4f} over {t['n']} items from {len(result['slices'])} slices")
     return 0
