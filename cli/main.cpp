@@ -5,6 +5,7 @@
 #include <chrono>
 #include <optional>
 #include <algorithm>
+#include <limits>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -310,14 +311,15 @@ int cmd_zeroshot(const std::string& model_path, ZeroShotArgs za, const std::stri
   std::vector<bool> to_end;
   const int64_t first = za.first_item;
   for (const std::string& t : za.tasks) {
-    dptq::ZeroShotTask task = dptq::load_zeroshot_task(root, t, za.limit == -1 ? -1 : first + za.limit + 1);
+    const bool all = za.limit == -1 || za.limit > std::numeric_limits<int64_t>::max() - first - 1;  // no overflow
+    dptq::ZeroShotTask task = dptq::load_zeroshot_task(root, t, all ? -1 : first + za.limit + 1);
     const int64_t n = int64_t(task.items.size());
     if (first >= n)
       throw dptq::Error(dptq::ErrorKind::InvalidArgument, task.source,
                         "--first-item " + std::to_string(first) + " is out of range: task " + t + " has " + std::to_string(n) + " items");
-    to_end.push_back(za.limit == -1 || n <= first + za.limit);
+    to_end.push_back(all || n <= first + za.limit);
     task.items.erase(task.items.begin(), task.items.begin() + first);
-    if (za.limit != -1 && int64_t(task.items.size()) > za.limit) task.items.resize(size_t(za.limit));
+    if (!all && int64_t(task.items.size()) > za.limit) task.items.resize(size_t(za.limit));
     tasks.push_back(std::move(task));
   }
   const dptq::ModelInfo info = dptq::inspect_model(model_path);
