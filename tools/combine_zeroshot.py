@@ -112,8 +112,7 @@ def combine(paths):
 
 def main(argv):
     if len(argv) < 3:
-        print(__doc__, file=sys.stderr)
-        return 2
+        fail("usage: combine_zeroshot.py OUT.json SLICE.json [SLICE.json ...]")
     out_path = argv[1]
     result = combine(argv[2:])
     TOOL.write(out_path, result)
